@@ -1,0 +1,28 @@
+"""Liveness and readiness, without auth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import get
+from litestar.response import Response
+
+from api.services import Services
+
+
+@get("/health", sync_to_thread=False, tags=["health"])
+def health() -> dict[str, str]:
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@get("/ready", sync_to_thread=True, tags=["health"])
+def ready(services: Services) -> Response[dict[str, Any]]:
+    """The database answers; each read model's and relay's lag (none run yet in this build)."""
+    try:
+        position = services.store.recorder.max_notification_id() or 0
+    except Exception:  # noqa: BLE001 - any failure to reach the database means not ready
+        return Response({"status": "unavailable", "database": "unreachable"}, status_code=503,
+                        headers={"Retry-After": "5"})
+    return Response({"status": "ready", "database": "ok", "position": position,
+                     "projections": {}, "relays": {}}, status_code=200)

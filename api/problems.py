@@ -1,0 +1,140 @@
+"""Every error, mapped once, to RFC 9457 problem+json. No stack trace, SQL or internal name leaks;
+a 5xx carries an error_id that the server log has too."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+
+from api.schemas import FieldProblem, Problem
+from booking.errors import BookingError, Busy, Conflict, NotFound, ValidationFailed
+
+log = logging.getLogger("booking.api")
+
+MEDIA_TYPE = "application/problem+json"
+
+STATUS = [(ValidationFailed, 422), (NotFound, 404), (Conflict, 409), (Busy, 503)]
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(
+        content=msgspec.json.encode(problem), status_code=problem.status, media_type=MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def booking_error(_: Request[Any, Any, Any], exc: BookingError) -> Response[Any]:
+    status = next((code for cls, code in STATUS if isinstance(exc, cls)), 400)
+    extra = exc.extra()
+    problem = Problem(type=f"/problems/{exc.problem}", title=exc.title, status=status,
+                      detail=exc.detail)
+    if "errors" in extra:
+        problem.errors = [FieldProblem(**e) for e in extra["errors"]]
+    if "alternatives" in extra:
+        problem.alternatives = extra["alternatives"]
+    if "confirmed" in extra:
+        problem.confirmed = extra["confirmed"]
+    headers = {"Retry-After": str(exc.retry_after_seconds)} if isinstance(exc, Busy) else None
+    return problem_response(problem, headers)
+
+
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
+
+
+def _field(key: str | None, message: str) -> str:
+    path = "" if key in (None, "data") else str(key)
+    for pattern in (_MISSING, _UNKNOWN):
+        m = pattern.search(message)
+        if m:
+            path = f"{path}.{m.group(1)}" if path else m.group(1)
+    return path or "body"
+
+
+def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    errors = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        message = str(item.get("message", "invalid"))
+        errors.append(FieldProblem(field=_field(item.get("key"), message), message=message))
+    if not errors:
+        errors = [FieldProblem(field="body", message="invalid request")]
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return problem_response(Problem(type="/problems/validation-error", title="Invalid request",
+                                    status=422, detail=detail, errors=errors))
+
+
+HTTP_PROBLEMS = {
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    429: ("rate-limited", "Too many requests"),
+}
+
+SAFE_DETAIL = {
+    401: "a valid bearer token is required",
+    403: "this token's role may not use this route",
+    404: "no such resource",
+    405: "method not allowed on this route",
+    413: "the request body is larger than 64 KiB",
+}
+
+
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if status == 400:
+        # litestar raises 400 for bodies that are not JSON at all: a validation error to us.
+        detail = str(exc.detail or "malformed request body")
+        if "JSON" in detail or "decode" in detail.lower():
+            message = "the body is not valid JSON"
+        else:
+            message = detail
+        return problem_response(Problem(
+            type="/problems/validation-error", title="Invalid request", status=422,
+            detail=f"body: {message}", errors=[FieldProblem(field="body", message=message)],
+        ))
+    if status >= 500:
+        return internal_error(request, exc)
+    name, title = HTTP_PROBLEMS.get(status, ("http-error", "Request refused"))
+    detail = SAFE_DETAIL.get(status) or str(exc.detail or title)
+    if isinstance(exc, NotAuthorizedException | PermissionDeniedException) and exc.detail:
+        detail = str(exc.detail)
+    if isinstance(exc, NotFoundException):
+        detail = SAFE_DETAIL[404]
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return problem_response(Problem(type=f"/problems/{name}", title=title, status=status,
+                                    detail=detail), headers)
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    error_id = uuid.uuid4().hex
+    # The log gets the exception type and traceback, never the request body (it may hold PHI).
+    log.error("error_id=%s %s %s failed: %s", error_id, request.method, request.url.path,
+              type(exc).__name__, exc_info=exc)
+    return problem_response(Problem(
+        type="/problems/internal-error", title="Internal error", status=500,
+        detail="the server failed to answer; quote error_id when reporting it",
+        error_id=error_id,
+    ))
+
+
+HANDLERS: dict[type[Exception] | int, Any] = {
+    BookingError: booking_error,
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    Exception: internal_error,
+}

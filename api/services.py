@@ -1,0 +1,27 @@
+"""The services a request handler can use, built once per app in the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from booking.clock import Clock
+from booking.scheduling import Scheduling
+from booking.settings import Settings
+from booking.setup import Setup
+from booking.store import SchedulingApp
+from booking.tokens import TokenStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    store: SchedulingApp
+    setup: Setup
+    scheduling: Scheduling
+    tokens: TokenStore
+
+
+def provide_services(request: Any) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]

@@ -1,0 +1,1 @@
+"""Event-sourced appointment booking: domain model, application service, settings, servers, CLI."""

@@ -1,0 +1,125 @@
+"""Running a command: one atomic save, bounded re-runs on a version conflict, idempotent replays.
+
+A command is a function that loads aggregates, decides (raising a BookingError to refuse) and
+returns a Plan: the aggregates to save and the one whose new event decided the request. The
+executor saves the plan in one transaction together with the Idempotency-Key's index aggregate.
+When another writer got there first (IntegrityError on an aggregate version), nothing was written;
+the command is loaded and decided again from fresh state. A replay of an Idempotency-Key returns
+the aggregate as it was at the deciding version, so the reply renders to the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from booking.errors import Busy, IdempotencyKeyReuse
+from booking.indexes import IdempotentRequest
+from booking.store import SchedulingApp
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 30
+
+
+@dataclass
+class Plan:
+    subject: Aggregate
+    status_code: int
+    kind: str
+    save: list[Aggregate] = field(default_factory=list)
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a command decided: the deciding aggregate at the deciding event, and where it is."""
+
+    kind: str
+    subject: Any
+    stream_id: UUID
+    version: int
+    position: int
+    status_code: int
+    ref: str | None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    scope: str  # the token that sent it
+    key: str
+    fingerprint: str
+
+    @classmethod
+    def for_request(cls, scope: str, key: str, method: str, path: str, body: Any) -> IdempotencyKey:
+        canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
+        return cls(scope, key, hashlib.sha256(canonical.encode()).hexdigest())
+
+
+class Executor:
+    def __init__(self, store: SchedulingApp, max_attempts: int = MAX_ATTEMPTS) -> None:
+        self.store = store
+        self.max_attempts = max_attempts
+
+    def run(self, command: Callable[[], Plan], idempotency: IdempotencyKey | None = None) -> Decision:
+        for attempt in range(self.max_attempts):
+            if idempotency is not None:
+                replay = self._replay(idempotency)
+                if replay is not None:
+                    return replay
+            plan = command()
+            pending: list[Aggregate] = list({a.id: a for a in [plan.subject, *plan.save]}.values())
+            if idempotency is not None:
+                pending.append(
+                    IdempotentRequest(
+                        scope=idempotency.scope, key=idempotency.key,
+                        fingerprint=idempotency.fingerprint, status_code=plan.status_code,
+                        kind=plan.kind, stream_id=plan.subject.id,
+                        version=plan.subject.version, ref=plan.ref,
+                    )
+                )
+            try:
+                recordings = self.store.save(*pending)
+            except IntegrityError:
+                # Someone else wrote one of these aggregates first; nothing of ours was stored.
+                time.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))
+                continue
+            position = next(
+                r.notification.id for r in recordings
+                if r.domain_event.originator_id == plan.subject.id
+                and r.domain_event.originator_version == plan.subject.version
+            )
+            return Decision(
+                kind=plan.kind, subject=plan.subject, stream_id=plan.subject.id,
+                version=plan.subject.version, position=position,
+                status_code=plan.status_code, ref=plan.ref,
+            )
+        log.warning("command gave up after %d conflicting attempts", self.max_attempts)
+        raise Busy("too many concurrent changes to the same schedule; nothing was written")
+
+    def _replay(self, idempotency: IdempotencyKey) -> Decision | None:
+        record_id = IdempotentRequest.create_id(idempotency.scope, idempotency.key)
+        try:
+            record: IdempotentRequest = self.store.repository.get(record_id)
+        except AggregateNotFoundError:
+            return None
+        if record.fingerprint != idempotency.fingerprint:
+            raise IdempotencyKeyReuse()
+        subject = self.store.repository.get(record.stream_id, version=record.version)
+        return Decision(
+            kind=record.kind, subject=subject, stream_id=record.stream_id,
+            version=record.version, position=self.store.position_of(record.stream_id, record.version),
+            status_code=record.status_code, ref=record.ref, replayed=True,
+        )

@@ -1,0 +1,69 @@
+"""The eventsourcing Application that holds every aggregate, and how it connects to PostgreSQL.
+
+The class is deliberately not named ``Booking``: eventsourcing reads ``<APPNAME>_<KEY>`` from the
+process environment before the constructor's env, so a ``Booking`` application would pick up
+``BOOKING_CIPHER_KEY`` and friends by itself (and the pycryptodome cipher). Every setting is passed
+explicitly instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from psycopg.conninfo import conninfo_to_dict
+
+APP_NAME = "Scheduling"
+EVENTS_TABLE = "scheduling_events"
+
+
+class SchedulingApp(Application):  # type: ignore[type-arg]
+    name = APP_NAME
+
+    def position_of(self, stream_id: UUID, version: int) -> int:
+        """The global log position (notification id) of one stored event."""
+        with self.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
+            curs.execute(
+                f"SELECT notification_id FROM {EVENTS_TABLE} "
+                "WHERE originator_id = %s AND originator_version = %s",
+                (stream_id, version),
+            )
+            row = curs.fetchone()
+        if row is None:
+            raise LookupError(f"no stored event {stream_id}:{version}")
+        return int(row["notification_id"])
+
+
+def store_env(
+    database_url: str, cipher_key: str, *, create_tables: bool, pool_size: int = 10,
+) -> dict[str, str]:
+    """eventsourcing settings for one PostgreSQL URL (TCP host or Unix-socket directory)."""
+    params: dict[str, Any] = conninfo_to_dict(database_url)
+    missing = [k for k in ("dbname", "user") if not params.get(k)]
+    if missing:
+        raise ValueError(f"database URL lacks {', '.join(missing)}")
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(params["dbname"]),
+        "POSTGRES_HOST": str(params.get("host") or "localhost"),
+        "POSTGRES_PORT": str(params.get("port") or "5432"),
+        "POSTGRES_USER": str(params["user"]),
+        "POSTGRES_PASSWORD": str(params.get("password") or ""),
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "POSTGRES_PRE_PING": "y",
+        "CREATE_TABLE": "y" if create_tables else "n",
+        # AES-GCM over every stored event: patient data is never in the clear at rest.
+        "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
+        "CIPHER_KEY": cipher_key,
+        "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
+        "AGGREGATE_CACHE_MAXSIZE": "2000",
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+    }
+
+
+def open_store(database_url: str, cipher_key: str, *, create_tables: bool = False) -> SchedulingApp:
+    return SchedulingApp(env=store_env(database_url, cipher_key, create_tables=create_tables))

@@ -1,0 +1,108 @@
+"""Bearer tokens: random, shown once, stored as SHA-256 hashes with tenant, role, bindings, expiry."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID, uuid4
+
+import psycopg
+
+from booking.access import Scope
+from booking.clock import Clock
+from booking.commands import IdempotencyKey
+from booking.errors import IdempotencyKeyReuse, TokenAlreadyIssued
+from booking.store import SchedulingApp
+
+ROLES = ("staff", "agent", "patient", "auditor")
+DEFAULT_TTL = {"agent": 3600, "patient": 3600, "staff": 30 * 86400, "auditor": 30 * 86400}
+MAX_TTL_SECONDS = 365 * 86400
+PREFIX = "bk_"
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    token_id: UUID
+    role: str
+    tenant_id: str
+    patient_ref: str | None
+    call_id: str | None
+    expires_at: datetime
+
+
+class TokenStore:
+    def __init__(self, store: SchedulingApp, clock: Clock, admin_token: str | None) -> None:
+        self.datastore = store.recorder.datastore  # type: ignore[attr-defined]
+        self.clock = clock
+        self.admin_digest = _digest(admin_token) if admin_token else None
+
+    def is_admin(self, token: str) -> bool:
+        return self.admin_digest is not None and hmac.compare_digest(_digest(token), self.admin_digest)
+
+    def issue(
+        self, tenant_id: str, role: str, patient_ref: str | None, call_id: str | None,
+        ttl_seconds: int | None, idem: IdempotencyKey | None = None,
+    ) -> IssuedToken:
+        """Store a new token's hash. The secret is shown once: a repeated Idempotency-Key gets
+        409 token-already-issued naming the token, never the secret again."""
+        token = PREFIX + secrets.token_urlsafe(32)
+        now = self.clock.now()
+        issued = IssuedToken(
+            token=token, token_id=uuid4(), role=role, tenant_id=tenant_id,
+            patient_ref=patient_ref, call_id=call_id,
+            expires_at=now + timedelta(seconds=ttl_seconds or DEFAULT_TTL[role]),
+        )
+        idem_key = _digest(f"{idem.scope}\n{idem.key}") if idem else None
+        try:
+            with self.datastore.transaction(commit=True) as curs:
+                curs.execute(
+                    "INSERT INTO booking_tokens (token_id, token_hash, tenant_id, role,"
+                    " patient_ref, call_id, created_at, expires_at, idempotency_key,"
+                    " request_fingerprint) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (issued.token_id, _digest(token), tenant_id, role, patient_ref, call_id, now,
+                     issued.expires_at, idem_key, idem.fingerprint if idem else None),
+                )
+        except Exception as exc:
+            if idem is None or not isinstance(exc.__cause__ or exc, psycopg.errors.UniqueViolation):
+                raise
+            with self.datastore.transaction(commit=False) as curs:
+                curs.execute(
+                    "SELECT token_id, request_fingerprint FROM booking_tokens"
+                    " WHERE idempotency_key = %s", (idem_key,),
+                )
+                row = curs.fetchone()
+            if row is None:
+                raise
+            if row["request_fingerprint"] != idem.fingerprint:
+                raise IdempotencyKeyReuse() from None
+            raise TokenAlreadyIssued(
+                f"token {row['token_id']} was already issued for this Idempotency-Key; its "
+                "secret is shown only once. Revoke it and issue a new one if it was lost"
+            ) from None
+        return issued
+
+    def authenticate(self, token: str) -> Scope | None:
+        """The scope of a live token, or None for unknown, expired or revoked ones."""
+        if not token.startswith(PREFIX) or len(token) > 200:
+            return None
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT token_id, tenant_id, role, patient_ref, call_id, expires_at, revoked_at"
+                " FROM booking_tokens WHERE token_hash = %s",
+                (_digest(token),),
+            )
+            row = curs.fetchone()
+        if row is None or row["revoked_at"] is not None or row["expires_at"] <= self.clock.now():
+            return None
+        return Scope(
+            tenant_id=row["tenant_id"], role=row["role"], token_id=str(row["token_id"]),
+            patient_ref=row["patient_ref"], call_id=row["call_id"],
+        )

@@ -1,0 +1,1 @@
+"""Read models for the patient portal and the staff CRM (built in the projections work)."""
