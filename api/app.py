@@ -4,7 +4,7 @@ database, the event store and the services."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -54,7 +54,11 @@ def _drop_400(app: Litestar) -> None:
                 op.responses.pop("400", None)
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
+def create_app(
+    settings: Settings, *, clock: Clock | None = None,
+    on_ready: Callable[[Services], None] | None = None,
+) -> Litestar:
+    """The app; ``on_ready`` runs once the services exist (``booking serve --demo`` seeds there)."""
     clock = clock or SystemClock()
 
     @asynccontextmanager
@@ -65,6 +69,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             app.state.services = services
             app.state.runtime = runtime
             _drop_400(app)
+            if on_ready is not None:
+                await sync_to_thread(on_ready, services)
             try:
                 yield
             finally:

