@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 from litestar import Controller, Request, Response, post
 
 from api import render
@@ -30,9 +32,9 @@ class AdminController(Controller):
     guards = [admin_guard]
     tags = ["admin"]
 
-    @post("/tenants", status_code=201, sync_to_thread=True, responses=problems(409))
+    @post("/tenants", status_code=201, sync_to_thread=True, responses=problems(409, 503))
     def create_tenant(
-        self, request: Request[Any, Any, Any], data: s.TenantIn, services: Services
+        self, request: Request[Any, Any, Any], data: JSONBody[s.TenantIn], services: NamedDependency[Services]
     ) -> Response[s.TenantOut]:
         """Register a clinic (tenant) with its IANA time zone."""
         check_timezone(data.timezone)
@@ -44,8 +46,8 @@ class AdminController(Controller):
     @post("/tenants/{tenant_id:str}/tokens", status_code=201, sync_to_thread=True,
           responses=problems(404, 409))
     def issue_token(
-        self, request: Request[Any, Any, Any], tenant_id: str, data: s.TokenIn,
-        services: Services,
+        self, request: Request[Any, Any, Any], tenant_id: FromPath[str], data: JSONBody[s.TokenIn],
+        services: NamedDependency[Services],
     ) -> Response[s.TokenOut]:
         """Issue a bearer token for one tenant and role; the clear token is shown only here."""
         tenant_id = tenant_id.lower()

@@ -7,8 +7,9 @@ from datetime import timedelta
 from typing import Any, Literal
 from uuid import UUID
 
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar import Controller, Request, Response, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from api import render
 from api import schemas as s
@@ -47,13 +48,13 @@ class AgentController(Controller):
     tags = ["agent"]
 
     @get("/tools", sync_to_thread=False, responses=problems())
-    def tools(self, format: Literal["openai", "anthropic"] = "openai") -> list[dict[str, Any]]:
+    def tools(self, format: FromQuery[Literal["openai", "anthropic"]] = "openai") -> list[dict[str, Any]]:
         """Tool definitions for every agent route, for an LLM's tool-calling API."""
         return tool_definitions(format)
 
     @post("/availability", status_code=200, sync_to_thread=True, responses=problems(404))
     def availability(
-        self, data: s.AvailabilityIn, caller: Scope, services: Services
+        self, data: JSONBody[s.AvailabilityIn], caller: NamedDependency[Scope], services: NamedDependency[Services]
     ) -> s.AvailabilityOut:
         """Open slots of one type, earliest first."""
         errors = []
@@ -75,7 +76,7 @@ class AgentController(Controller):
 
     @post("/holds", status_code=201, sync_to_thread=True, responses=problems(404, 409, 503))
     def hold(
-        self, request: Request[Any, Any, Any], data: s.HoldIn, caller: Scope, services: Services
+        self, request: Request[Any, Any, Any], data: JSONBody[s.HoldIn], caller: NamedDependency[Scope], services: NamedDependency[Services]
     ) -> Response[s.HoldOut]:
         """Hold a slot for a patient; it expires by itself."""
         decision = services.scheduling.hold(
@@ -86,7 +87,7 @@ class AgentController(Controller):
 
     @post("/bookings", status_code=201, sync_to_thread=True, responses=problems(404, 409, 503))
     def book(
-        self, request: Request[Any, Any, Any], data: s.BookingIn, caller: Scope, services: Services
+        self, request: Request[Any, Any, Any], data: JSONBody[s.BookingIn], caller: NamedDependency[Scope], services: NamedDependency[Services]
     ) -> Response[s.AppointmentOut]:
         """Book from a hold or an open slot; the answer carries the stored event as evidence."""
         one_of(data.hold_id, data.slot_id)
@@ -99,7 +100,7 @@ class AgentController(Controller):
 
     @get("/confirmations/{confirmation_code:str}", sync_to_thread=True, responses=problems(404))
     def confirmation(
-        self, confirmation_code: str, caller: Scope, services: Services
+        self, confirmation_code: FromPath[str], caller: NamedDependency[Scope], services: NamedDependency[Services]
     ) -> s.ConfirmationOut:
         """Whether a confirmation code names a booked appointment, read from the event stream."""
         appointment, position = services.scheduling.confirmation(caller, confirmation_code)
@@ -118,8 +119,8 @@ class AgentController(Controller):
     @post("/appointments/{appointment_id:str}/reschedule", status_code=200, sync_to_thread=True,
           responses=problems(404, 409, 503))
     def reschedule(
-        self, request: Request[Any, Any, Any], appointment_id: str, data: s.RescheduleIn,
-        caller: Scope, services: Services,
+        self, request: Request[Any, Any, Any], appointment_id: FromPath[str], data: JSONBody[s.RescheduleIn],
+        caller: NamedDependency[Scope], services: NamedDependency[Services],
     ) -> Response[s.AppointmentOut]:
         """Move an appointment to another slot, keeping its id and confirmation code."""
         one_of(data.hold_id, data.slot_id)
@@ -132,8 +133,8 @@ class AgentController(Controller):
     @post("/appointments/{appointment_id:str}/cancel", status_code=200, sync_to_thread=True,
           responses=problems(404, 409, 503))
     def cancel(
-        self, request: Request[Any, Any, Any], appointment_id: str, caller: Scope,
-        services: Services, data: s.CancelIn | None = None,
+        self, request: Request[Any, Any, Any], appointment_id: FromPath[str], caller: NamedDependency[Scope],
+        services: NamedDependency[Services], data: JSONBody[s.CancelIn | None] = None,
     ) -> Response[s.CancelOut]:
         """Cancel an appointment and free its slot."""
         body = data or s.CancelIn()
@@ -145,7 +146,7 @@ class AgentController(Controller):
 
     @get("/patients/{patient_ref:str}/appointments", sync_to_thread=True, responses=problems(404))
     def patient_appointments(
-        self, patient_ref: str, caller: Scope, services: Services
+        self, patient_ref: FromPath[str], caller: NamedDependency[Scope], services: NamedDependency[Services]
     ) -> s.PatientAppointmentsOut:
         """A patient's appointments, from the event store."""
         if not is_client_id(patient_ref):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from litestar import Request
 from litestar.concurrency import sync_to_thread
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
@@ -55,5 +56,5 @@ def role_guard(*roles: str) -> Guard:
     return guard
 
 
-def provide_scope(request: Any) -> Scope:
+def provide_scope(request: Request[Any, Any, Any]) -> Scope:
     return request.state.scope  # type: ignore[no-any-return]

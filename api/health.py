@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar.di import NamedDependency
 from litestar import get
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Response
 
 from api.services import Services
@@ -16,8 +18,9 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/ready", sync_to_thread=True, tags=["health"])
-def ready(services: Services) -> Response[dict[str, Any]]:
+@get("/ready", sync_to_thread=True, tags=["health"],
+     responses={503: ResponseSpec(dict[str, Any], description="The database does not answer")})
+def ready(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
     """The database answers; each read model's and relay's lag (none run yet in this build)."""
     try:
         position = services.store.recorder.max_notification_id() or 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from litestar import Request
+
 from booking.clock import Clock
 from booking.scheduling import Scheduling
 from booking.settings import Settings
@@ -23,5 +25,5 @@ class Services:
     tokens: TokenStore
 
 
-def provide_services(request: Any) -> Services:
+def provide_services(request: Request[Any, Any, Any]) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]

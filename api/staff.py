@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar.params import FromPath, JSONBody
 from litestar import Controller, Request, Response, post, put
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from api import render
 from api import schemas as s
@@ -40,10 +41,10 @@ class StaffSetupController(Controller):
     dependencies = {"caller": Provide(provide_scope, sync_to_thread=False)}
     tags = ["staff"]
 
-    @post("/providers", status_code=201, sync_to_thread=True, responses=problems(409))
+    @post("/providers", status_code=201, sync_to_thread=True, responses=problems(409, 503))
     def create_provider(
-        self, request: Request[Any, Any, Any], data: s.ProviderIn, caller: Scope,
-        services: Services,
+        self, request: Request[Any, Any, Any], data: JSONBody[s.ProviderIn], caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
     ) -> Response[s.ProviderOut]:
         """Add a provider; its time zone defaults to the clinic's."""
         if data.timezone is not None:
@@ -54,10 +55,10 @@ class StaffSetupController(Controller):
         )
         return respond(decision, render.provider(decision))
 
-    @post("/appointment-types", status_code=201, sync_to_thread=True, responses=problems(409))
+    @post("/appointment-types", status_code=201, sync_to_thread=True, responses=problems(409, 503))
     def create_appointment_type(
-        self, request: Request[Any, Any, Any], data: s.AppointmentTypeIn, caller: Scope,
-        services: Services,
+        self, request: Request[Any, Any, Any], data: JSONBody[s.AppointmentTypeIn], caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
     ) -> Response[s.AppointmentTypeOut]:
         """Define an appointment type and its duration in minutes."""
         decision = services.setup.create_appointment_type(
@@ -67,10 +68,10 @@ class StaffSetupController(Controller):
         return respond(decision, render.appointment_type(decision))
 
     @put("/providers/{provider_id:str}/weekly-hours", status_code=200, sync_to_thread=True,
-         responses=problems(404))
+         responses=problems(404, 503))
     def set_weekly_hours(
-        self, request: Request[Any, Any, Any], provider_id: str, data: s.WeeklyHoursIn,
-        caller: Scope, services: Services,
+        self, request: Request[Any, Any, Any], provider_id: FromPath[str], data: JSONBody[s.WeeklyHoursIn],
+        caller: NamedDependency[Scope], services: NamedDependency[Services],
     ) -> Response[s.WeeklyHoursOut]:
         """Replace a provider's weekly hours (local times in the provider's zone)."""
         if not is_client_id(provider_id):
@@ -81,10 +82,10 @@ class StaffSetupController(Controller):
         )
         return respond(decision, render.weekly_hours(decision))
 
-    @post("/patients", status_code=201, sync_to_thread=True, responses=problems(409))
+    @post("/patients", status_code=201, sync_to_thread=True, responses=problems(409, 503))
     def register_patient(
-        self, request: Request[Any, Any, Any], data: s.PatientIn, caller: Scope,
-        services: Services,
+        self, request: Request[Any, Any, Any], data: JSONBody[s.PatientIn], caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
     ) -> Response[s.PatientOut]:
         """Register a patient. Name, phone and birth date are encrypted at rest."""
         if data.birth_date is not None and data.birth_date > services.clock.now().date():

@@ -24,7 +24,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
-from booking.errors import Busy, IdempotencyKeyReuse
+from booking.errors import BookingError, Busy, IdempotencyKeyReuse
 from booking.indexes import IdempotentRequest
 from booking.store import SchedulingApp
 
@@ -79,7 +79,17 @@ class Executor:
                 replay = self._replay(idempotency)
                 if replay is not None:
                     return replay
-            plan = command()
+            try:
+                plan = command()
+            except BookingError:
+                # A concurrent duplicate may have committed between our replay check and the
+                # command's reads, so the command saw its effect (e.g. the slot it booked). The
+                # first answer wins over a refusal caused by the request's own twin.
+                if idempotency is not None:
+                    replay = self._replay(idempotency)
+                    if replay is not None:
+                        return replay
+                raise
             pending: list[Aggregate] = list({a.id: a for a in [plan.subject, *plan.save]}.values())
             if idempotency is not None:
                 pending.append(
