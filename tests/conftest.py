@@ -1,0 +1,83 @@
+"""Shared fixtures: one PostgreSQL server per session, a fresh database per module, the real app.
+
+Which server (first match wins): ``BOOKING_TEST_DATABASE_URL`` (a superuser URL of a server you
+run), a ``postgres:16-alpine`` container when a Docker engine answers, else the embedded wheel.
+The run's summary says which one was used.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.postgres import PgCluster, database_name, start_cluster
+from tests.support.server import ADMIN_TOKEN, LiveServer, RunningServer, bearer
+
+_CLUSTER_DESCRIPTION = pytest.StashKey[str]()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(request: pytest.FixtureRequest) -> Iterator[PgCluster]:
+    cluster = start_cluster()
+    request.config.stash[_CLUSTER_DESCRIPTION] = cluster.description
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def database(pg_cluster: PgCluster, request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """``(runtime_url, admin_url)`` of a database of this module's own, dropped afterwards."""
+    name = database_name(request.module.__name__)
+    urls = pg_cluster.create_database(name)
+    try:
+        yield urls
+    finally:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def live_server(
+    database: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """The real app (``api.app.create_app``) served over HTTP on a free local port."""
+    from api.app import create_app
+    from booking.clock import ManualClock
+    from booking.settings import Settings
+
+    runtime_url, admin_url = database
+    settings = Settings(
+        database_url=runtime_url,
+        admin_database_url=admin_url,
+        home=tmp_path_factory.mktemp("home"),
+        admin_token=ADMIN_TOKEN,
+        cipher_key=base64.b64encode(os.urandom(32)).decode(),
+        nats_url=None,
+        hold_ttl_seconds=300,
+        rate_limit_per_second=0,
+        ready_max_lag_seconds=30,
+    )
+    clock = ManualClock()
+    server = RunningServer(create_app(settings, clock=clock))
+    server.start()
+    try:
+        yield LiveServer(
+            base_url=server.base_url,
+            clock=clock,
+            settings=settings,
+            admin_headers=bearer(ADMIN_TOKEN),
+        )
+    finally:
+        server.stop()
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    description = config.stash.get(_CLUSTER_DESCRIPTION, None)
+    if description is not None:
+        terminalreporter.write_line(f"PostgreSQL for tests: {description}")
