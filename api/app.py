@@ -17,6 +17,7 @@ from api.admin import AdminController
 from api.agent import AgentController
 from api.health import health, ready
 from api.problems import HANDLERS
+from api.ratelimit import RateLimiter
 from api.services import Services, provide_services
 from api.staff import StaffSetupController
 from booking.clock import Clock, SystemClock
@@ -67,6 +68,7 @@ def create_app(
         try:
             services = await sync_to_thread(build_services, settings, runtime, clock)
             app.state.services = services
+            app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second)
             app.state.runtime = runtime
             _drop_400(app)
             if on_ready is not None:

@@ -30,10 +30,15 @@ def tokens_of(connection: ASGIConnection[Any, Any, Any, Any]) -> TokenStore:
     return connection.app.state.services.tokens  # type: ignore[no-any-return]
 
 
+def limit(connection: ASGIConnection[Any, Any, Any, Any], principal: str) -> None:
+    connection.app.state.rate_limiter.check(principal)
+
+
 async def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     token = bearer(connection)
     tokens = tokens_of(connection)
     if tokens.is_admin(token):
+        limit(connection, "admin")
         return
     if await sync_to_thread(tokens.authenticate, token) is not None:
         raise PermissionDeniedException("platform admin routes need the admin token")
@@ -49,6 +54,7 @@ def role_guard(*roles: str) -> Guard:
             if tokens.is_admin(token):
                 raise PermissionDeniedException("the admin token is for platform admin routes only")
             raise NotAuthorizedException("unknown or expired token")
+        limit(connection, scope.token_id)
         if scope.role not in roles:
             raise PermissionDeniedException(f"this route needs role {' or '.join(roles)}")
         connection.state.scope = scope

@@ -115,7 +115,11 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
         detail = str(exc.detail)
     if isinstance(exc, NotFoundException):
         detail = SAFE_DETAIL[404]
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = dict(exc.headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if status == 429:
+        detail = str(exc.detail)
     return problem_response(Problem(type=f"/problems/{name}", title=title, status=status,
                                     detail=detail), headers)
 

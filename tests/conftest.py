@@ -8,6 +8,7 @@ The run's summary says which one was used.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 from collections.abc import Iterator
 
@@ -42,9 +43,13 @@ def database(pg_cluster: PgCluster, request: pytest.FixtureRequest) -> Iterator[
 
 @pytest.fixture(scope="module")
 def live_server(
-    database: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+    database: tuple[str, str], tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[LiveServer]:
-    """The real app (``api.app.create_app``) served over HTTP on a free local port."""
+    """The real app (``api.app.create_app``) served over HTTP on a free local port.
+
+    A module may set ``SERVER_SETTINGS = {...}`` to override Settings fields for its server.
+    """
     from api.app import create_app
     from booking.clock import ManualClock
     from booking.settings import Settings
@@ -61,6 +66,7 @@ def live_server(
         rate_limit_per_second=0,
         ready_max_lag_seconds=30,
     )
+    settings = dataclasses.replace(settings, **getattr(request.module, "SERVER_SETTINGS", {}))
     clock = ManualClock()
     server = RunningServer(create_app(settings, clock=clock))
     server.start()
