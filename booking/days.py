@@ -78,9 +78,9 @@ class ProviderDay(Aggregate):
             if appointment_id != ignore_appointment and b["start"] < end and start < b["end"]:
                 return "booked"
         for h in self.holds.values():
-            if hold_status(h, now) == "held" and h["start"] < end and start < h["end"]:
-                if patient_ref is None or h["patient_ref"] != patient_ref:
-                    return "held"
+            overlaps = h["start"] < end and start < h["end"]
+            if overlaps and hold_status(h, now) == "held" and h["patient_ref"] != patient_ref:
+                return "held"
         return None
 
     def own_hold_on(self, start: datetime, patient_ref: str, now: datetime) -> str | None:
