@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
-from litestar import Controller, Request, Response, post
 
 from api import render
 from api import schemas as s

@@ -7,9 +7,9 @@ from datetime import timedelta
 from typing import Any, Literal
 from uuid import UUID
 
-from litestar.params import FromPath, FromQuery, JSONBody
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from api import render
 from api import schemas as s

@@ -23,8 +23,8 @@ from api.staff import StaffSetupController
 from booking.clock import Clock, SystemClock
 from booking.commands import Executor
 from booking.runtime import Runtime, resolve
-from booking.schema import prepare_database
 from booking.scheduling import Scheduling
+from booking.schema import prepare_database
 from booking.settings import Settings
 from booking.setup import Setup
 from booking.store import open_store

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.params import FromPath, JSONBody
 from litestar import Controller, Request, Response, post, put
 from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
 
 from api import render
 from api import schemas as s

@@ -15,7 +15,15 @@ from eventsourcing.application import AggregateNotFoundError
 
 from booking.access import Scope
 from booking.appointments import Appointment
-from booking.calendar import BadSlotId, Slot, SlotRef, day_slots, dates_between, decode_slot_id, zone
+from booking.calendar import (
+    BadSlotId,
+    Slot,
+    SlotRef,
+    dates_between,
+    day_slots,
+    decode_slot_id,
+    zone,
+)
 from booking.clock import Clock
 from booking.codes import new_code, normalise_code
 from booking.commands import Decision, Executor, IdempotencyKey, Plan
