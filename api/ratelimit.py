@@ -4,6 +4,7 @@ twice that for bursts. In-process: each API replica limits on its own."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 import threading
 import time
 
@@ -11,7 +12,7 @@ from litestar.exceptions import TooManyRequestsException
 
 
 class RateLimiter:
-    def __init__(self, per_second: int, clock: callable = time.monotonic) -> None:  # type: ignore[valid-type]
+    def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = float(per_second)
         self.capacity = 2.0 * per_second
         self.clock = clock

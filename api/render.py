@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import msgspec
 
@@ -54,7 +55,7 @@ def hold(d: Decision) -> s.HoldOut:
     day = d.subject
     h = day.holds[d.ref]
     return s.HoldOut(
-        hold_id=d.ref, slot_id=Slot(day.provider_id, h["type_id"], h["start"], h["end"]).slot_id,
+        hold_id=UUID(d.ref), slot_id=Slot(day.provider_id, h["type_id"], h["start"], h["end"]).slot_id,
         status="held", provider_id=day.provider_id, type_id=h["type_id"],
         start=local(h["start"], day.timezone), end=local(h["end"], day.timezone),
         expires_at=local(h["expires_at"], day.timezone), evidence=evidence(d),

@@ -127,7 +127,7 @@ class Executor:
             return None
         if record.fingerprint != idempotency.fingerprint:
             raise IdempotencyKeyReuse()
-        subject = self.store.repository.get(record.stream_id, version=record.version)
+        subject: Aggregate = self.store.repository.get(record.stream_id, version=record.version)
         return Decision(
             kind=record.kind, subject=subject, stream_id=record.stream_id,
             version=record.version, position=self.store.position_of(record.stream_id, record.version),

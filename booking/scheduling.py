@@ -390,5 +390,7 @@ class Scheduling:
 
     def patient_appointments(self, scope: Scope, patient_ref: str) -> list[Appointment]:
         patient = self._patient(scope, patient_ref)
-        appointments = [self.store.repository.get(UUID(a)) for a in patient.appointment_ids]
+        appointments: list[Appointment] = [
+            self.store.repository.get(UUID(a)) for a in patient.appointment_ids
+        ]
         return sorted(appointments, key=lambda a: (a.start, str(a.id)))

@@ -61,7 +61,7 @@ def _immutable(conn: psycopg.Connection, table: str) -> None:
 
 
 def prepare_database(admin_url: str, runtime_url: str, cipher_key: str) -> None:
-    runtime_role = conninfo_to_dict(runtime_url).get("user")
+    runtime_role = str(conninfo_to_dict(runtime_url).get("user") or "")
     if not runtime_role:
         raise ValueError("BOOKING_DATABASE_URL must name its role (user)")
     with psycopg.connect(admin_url, autocommit=True) as conn:

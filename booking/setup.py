@@ -19,14 +19,14 @@ A = TypeVar("A", bound=Aggregate)
 
 def load(store: SchedulingApp, cls: type[A], *id_parts: str, what: str) -> A:
     try:
-        aggregate: A = store.repository.get(cls.create_id(*id_parts))  # type: ignore[attr-defined]
+        aggregate: A = store.repository.get(cls.create_id(*id_parts))
     except AggregateNotFoundError:
         raise NotFound(f"{what} not found") from None
     return aggregate
 
 
 def exists(store: SchedulingApp, cls: type[Aggregate], *id_parts: str) -> bool:
-    return cls.create_id(*id_parts) in store.repository  # type: ignore[attr-defined]
+    return cls.create_id(*id_parts) in store.repository
 
 
 class Setup:
