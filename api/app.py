@@ -27,6 +27,7 @@ from booking.scheduling import Scheduling
 from booking.schema import prepare_database
 from booking.settings import Settings
 from booking.setup import Setup
+from booking.setupcache import SetupCache
 from booking.store import open_store
 from booking.tokens import TokenStore
 
@@ -39,9 +40,10 @@ def build_services(settings: Settings, runtime: Runtime, clock: Clock) -> Servic
     prepare_database(runtime.admin_database_url, runtime.database_url, runtime.cipher_key)
     store = open_store(runtime.database_url, runtime.cipher_key)
     executor = Executor(store)
+    cache = SetupCache(store)
     return Services(
-        settings=settings, clock=clock, store=store, setup=Setup(store, executor),
-        scheduling=Scheduling(store, executor, clock, settings.hold_ttl_seconds),
+        settings=settings, clock=clock, store=store, setup=Setup(store, executor, cache),
+        scheduling=Scheduling(store, executor, clock, settings.hold_ttl_seconds, cache),
         tokens=TokenStore(store, clock, runtime.admin_token),
     )
 

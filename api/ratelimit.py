@@ -4,9 +4,9 @@ twice that for bursts. In-process: each API replica limits on its own."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 import threading
 import time
+from collections.abc import Callable
 
 from litestar.exceptions import TooManyRequestsException
 

@@ -100,6 +100,30 @@ def day_slots(
             cursor += duration
 
 
+def slot_at(
+    start: datetime, tz: ZoneInfo, hours: Iterable[Interval], duration: timedelta,
+    provider_id: str, type_id: str,
+) -> Slot | None:
+    """The slot ``day_slots`` would generate starting at ``start``, without generating the day."""
+    local = start.astimezone(tz)
+    day, wall = local.date(), local.replace(tzinfo=None, fold=0)
+    for interval in hours:
+        if interval.weekday != day.weekday():
+            continue
+        first = datetime.combine(day, interval.start)
+        offset = wall - first
+        if offset < timedelta(0) or offset % duration or wall + duration > datetime.combine(
+            day, interval.end
+        ):
+            continue
+        # generated slots use the first occurrence of a wall time (fold=0) and skip gaps
+        if wall.replace(tzinfo=tz).astimezone(UTC) != start.astimezone(UTC):
+            continue
+        end = (wall + duration).replace(tzinfo=tz).astimezone(UTC)
+        return Slot(provider_id, type_id, start.astimezone(UTC), end)
+    return None
+
+
 def dates_between(first: date, last: date) -> Iterator[date]:
     current = first
     while current <= last:

@@ -5,7 +5,9 @@ returns a Plan: the aggregates to save and the one whose new event decided the r
 executor saves the plan in one transaction together with the Idempotency-Key's index aggregate.
 When another writer got there first (IntegrityError on an aggregate version), nothing was written;
 the command is loaded and decided again from fresh state. A replay of an Idempotency-Key returns
-the aggregate as it was at the deciding version, so the reply renders to the same bytes.
+the aggregate as it was at the deciding version, so the reply renders to the same bytes. The key
+is looked up only after a refusal or a conflict: a repeated key always ends in one of the two,
+because its index aggregate cannot be created twice.
 """
 
 from __future__ import annotations
@@ -75,7 +77,9 @@ class Executor:
 
     def run(self, command: Callable[[], Plan], idempotency: IdempotencyKey | None = None) -> Decision:
         for attempt in range(self.max_attempts):
-            if idempotency is not None:
+            # A first arrival needs no lookup: should the key be known after all, its index
+            # aggregate collides in the save below and the next attempt replays it.
+            if idempotency is not None and attempt > 0:
                 replay = self._replay(idempotency)
                 if replay is not None:
                     return replay

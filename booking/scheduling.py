@@ -22,6 +22,7 @@ from booking.calendar import (
     dates_between,
     day_slots,
     decode_slot_id,
+    slot_at,
     zone,
 )
 from booking.clock import Clock
@@ -40,6 +41,7 @@ from booking.indexes import ConfirmationCode
 from booking.patients import MAX_ACTIVE_HOLDS, Patient
 from booking.practice import AppointmentType, Provider, Tenant, WeeklyHours
 from booking.setup import load
+from booking.setupcache import SetupCache
 from booking.store import SchedulingApp
 
 ALTERNATIVES = 3
@@ -62,6 +64,12 @@ class Practice:
     def duration(self) -> timedelta:
         return timedelta(minutes=self.kind.duration_minutes)
 
+    def slot_at(self, start: datetime) -> Slot | None:
+        if self.hours is None:
+            return None
+        return slot_at(start, self.tz, self.hours.intervals(), self.duration,
+                       self.provider.provider_id, self.kind.type_id)
+
     def slots_on(self, date: Any) -> list[Slot]:
         if self.hours is None:
             return []
@@ -70,8 +78,12 @@ class Practice:
 
 
 class Scheduling:
-    def __init__(self, store: SchedulingApp, executor: Executor, clock: Clock, hold_ttl: int) -> None:
+    def __init__(
+        self, store: SchedulingApp, executor: Executor, clock: Clock, hold_ttl: int,
+        setup: SetupCache,
+    ) -> None:
         self.store = store
+        self.setup = setup
         self.executor = executor
         self.clock = clock
         self.hold_ttl = timedelta(seconds=hold_ttl)
@@ -85,10 +97,10 @@ class Scheduling:
             return None
 
     def _practice(self, tenant_id: str, provider_id: str, kind: AppointmentType) -> Practice | None:
-        provider = self._get(Provider.create_id(tenant_id, provider_id))
+        provider = self.setup.get(Provider.create_id(tenant_id, provider_id))
         if provider is None:
             return None
-        hours = self._get(WeeklyHours.create_id(tenant_id, provider_id))
+        hours = self.setup.get(WeeklyHours.create_id(tenant_id, provider_id))
         return Practice(provider, kind, hours)
 
     def _day(self, tenant_id: str, provider_id: str, date: str) -> ProviderDay | None:
@@ -147,12 +159,13 @@ class Scheduling:
         start_to: datetime, limit: int,
     ) -> list[Slot]:
         now = self.clock.now()
-        kind = load(self.store, AppointmentType, scope.tenant_id, type_id,
-                    what=f"appointment type {type_id!r}")
+        kind = self.setup.get(AppointmentType.create_id(scope.tenant_id, type_id))
+        if kind is None:
+            raise NotFound(f"appointment type {type_id!r} not found")
         if provider_id is not None:
             provider_ids = [provider_id]
-            load(self.store, Provider, scope.tenant_id, provider_id,
-                 what=f"provider {provider_id!r}")
+            if self.setup.get(Provider.create_id(scope.tenant_id, provider_id)) is None:
+                raise NotFound(f"provider {provider_id!r} not found")
         else:
             provider_ids = load(self.store, Tenant, scope.tenant_id, what="tenant").provider_ids
         slots: list[Slot] = []
@@ -168,14 +181,16 @@ class Scheduling:
         zones: dict[str, str] = {}
         for sl in slots:
             if sl.provider_id not in zones:
-                zones[sl.provider_id] = load(self.store, Provider, scope.tenant_id, sl.provider_id,
-                                             what="provider").timezone
+                provider = self.setup.get(Provider.create_id(scope.tenant_id, sl.provider_id))
+                if provider is None:
+                    raise NotFound(f"provider {sl.provider_id!r} not found")
+                zones[sl.provider_id] = provider.timezone
         return [(sl, zones[sl.provider_id]) for sl in slots]
 
     def alternatives(self, tenant_id: str, type_id: str, around: datetime) -> list[dict[str, Any]]:
         """Up to three open slots of the same type nearest in time to ``around``, any provider."""
         now = self.clock.now()
-        kind = self._get(AppointmentType.create_id(tenant_id, type_id))
+        kind = self.setup.get(AppointmentType.create_id(tenant_id, type_id))
         tenant = self._get(Tenant.create_id(tenant_id))
         if kind is None or tenant is None:
             return []
@@ -214,12 +229,12 @@ class Scheduling:
         ignore_appointment: str | None = None, day: ProviderDay | None = None,
     ) -> tuple[Slot, Practice, ProviderDay]:
         """The slot ``ref`` names, if the schedule offers it and nobody else holds or booked it."""
-        kind = self._get(AppointmentType.create_id(tenant_id, ref.type_id))
+        kind = self.setup.get(AppointmentType.create_id(tenant_id, ref.type_id))
         practice = self._practice(tenant_id, ref.provider_id, kind) if kind else None
         if practice is None:
             raise self._unavailable(tenant_id, ref, "unknown provider or appointment type")
         date = ref.start.astimezone(practice.tz).date()
-        slot = next((s for s in practice.slots_on(date) if s.start == ref.start), None)
+        slot = practice.slot_at(ref.start)
         if slot is None:
             raise self._unavailable(tenant_id, ref, "outside the provider's hours")
         if slot.start <= now:

@@ -12,6 +12,7 @@ from booking.commands import Decision, Executor, IdempotencyKey, Plan
 from booking.errors import AlreadyExists, NotFound
 from booking.patients import Patient
 from booking.practice import AppointmentType, Provider, Tenant, WeeklyHours
+from booking.setupcache import SetupCache
 from booking.store import SchedulingApp
 
 A = TypeVar("A", bound=Aggregate)
@@ -30,9 +31,10 @@ def exists(store: SchedulingApp, cls: type[Aggregate], *id_parts: str) -> bool:
 
 
 class Setup:
-    def __init__(self, store: SchedulingApp, executor: Executor) -> None:
+    def __init__(self, store: SchedulingApp, executor: Executor, cache: SetupCache) -> None:
         self.store = store
         self.executor = executor
+        self.cache = cache
 
     def tenant(self, tenant_id: str) -> Tenant:
         return load(self.store, Tenant, tenant_id, what=f"tenant {tenant_id!r}")
@@ -96,7 +98,9 @@ class Setup:
                 current.change(hours)
             return Plan(current, 200, "weekly-hours")
 
-        return self.executor.run(command, idem)
+        decision = self.executor.run(command, idem)
+        self.cache.forget(WeeklyHours.create_id(scope.tenant_id, provider_id))
+        return decision
 
     def register_patient(
         self, scope: Scope, patient_ref: str, name: str, phone: str | None,

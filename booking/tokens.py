@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
@@ -21,6 +24,7 @@ ROLES = ("staff", "agent", "patient", "auditor")
 DEFAULT_TTL = {"agent": 3600, "patient": 3600, "staff": 30 * 86400, "auditor": 30 * 86400}
 MAX_TTL_SECONDS = 365 * 86400
 PREFIX = "bk_"
+CACHE_SECONDS = 1.0
 
 
 def _digest(token: str) -> bytes:
@@ -43,6 +47,8 @@ class TokenStore:
         self.datastore = store.recorder.datastore  # type: ignore[attr-defined]
         self.clock = clock
         self.admin_digest = _digest(admin_token) if admin_token else None
+        self._cache: dict[bytes, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
 
     def is_admin(self, token: str) -> bool:
         return self.admin_digest is not None and hmac.compare_digest(_digest(token), self.admin_digest)
@@ -90,16 +96,32 @@ class TokenStore:
         return issued
 
     def authenticate(self, token: str) -> Scope | None:
-        """The scope of a live token, or None for unknown, expired or revoked ones."""
+        """The scope of a live token, or None for unknown, expired or revoked ones.
+
+        Known tokens are remembered for CACHE_SECONDS, so a revocation takes at most that long
+        to reach every request; expiry is checked on every request.
+        """
         if not token.startswith(PREFIX) or len(token) > 200:
             return None
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                "SELECT token_id, tenant_id, role, patient_ref, call_id, expires_at, revoked_at"
-                " FROM booking_tokens WHERE token_hash = %s",
-                (_digest(token),),
-            )
-            row = curs.fetchone()
+        digest = _digest(token)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            row = hit[1]
+        else:
+            with self.datastore.transaction(commit=False) as curs:
+                curs.execute(
+                    "SELECT token_id, tenant_id, role, patient_ref, call_id, expires_at,"
+                    " revoked_at FROM booking_tokens WHERE token_hash = %s",
+                    (digest,),
+                )
+                row = curs.fetchone()
+            if row is not None:
+                with self._lock:
+                    if len(self._cache) > 10_000:
+                        self._cache.clear()
+                    self._cache[digest] = (now, row)
         if row is None or row["revoked_at"] is not None or row["expires_at"] <= self.clock.now():
             return None
         return Scope(

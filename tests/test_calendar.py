@@ -1,0 +1,56 @@
+"""Slot arithmetic: checking one slot (slot_at) agrees exactly with generating the day
+(day_slots), across daylight-saving changes in several zones, and slot ids round-trip."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from booking.calendar import (
+    BadSlotId,
+    Interval,
+    Slot,
+    dates_between,
+    day_slots,
+    decode_slot_id,
+    slot_at,
+    zone,
+)
+
+HOURS = [Interval(d, time(0, 30), time(3, 15)) for d in range(7)] + [
+    Interval(d, time(9, 0), time(12, 0)) for d in range(5)
+] + [Interval(6, time(13, 10), time(17, 0))]
+
+
+@pytest.mark.parametrize("tz_name", ["America/New_York", "Europe/London", "Australia/Lord_Howe"])
+@pytest.mark.parametrize("minutes", [15, 30, 60])
+@pytest.mark.parametrize("first", [date(2027, 3, 9), date(2027, 3, 25), date(2027, 10, 28),
+                                   date(2027, 11, 4)])
+def test_slot_at_finds_exactly_the_generated_slots(tz_name: str, minutes: int, first: date) -> None:
+    tz, duration = zone(tz_name), timedelta(minutes=minutes)
+    last = first + timedelta(days=6)
+    generated = {s.start: s for d in dates_between(first, last)
+                 for s in day_slots(d, tz, HOURS, duration, "p", "t")}
+    base = datetime(first.year, first.month, first.day, 12, tzinfo=UTC)
+    for step in range(0, 5 * 24 * 60, 5):
+        instant = base + timedelta(minutes=step)
+        assert slot_at(instant, tz, HOURS, duration, "p", "t") == generated.get(instant), instant
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_arbitrary_text_is_never_mistaken_for_a_slot_id(text: str) -> None:
+    try:
+        ref = decode_slot_id(text)
+    except BadSlotId:
+        return
+    assert Slot(ref.provider_id, ref.type_id, ref.start, ref.start).slot_id == text
+
+
+def test_a_slot_id_round_trips() -> None:
+    start = datetime(2027, 3, 12, 14, 0, tzinfo=UTC)
+    ref = decode_slot_id(Slot("dr-a", "checkup", start, start + timedelta(minutes=30)).slot_id)
+    assert (ref.provider_id, ref.type_id, ref.start) == ("dr-a", "checkup", start)
