@@ -34,19 +34,30 @@ class AdminController(Controller):
 
     @post("/tenants", status_code=201, sync_to_thread=True, responses=problems(409, 503))
     def create_tenant(
-        self, request: Request[Any, Any, Any], data: JSONBody[s.TenantIn], services: NamedDependency[Services]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[s.TenantIn],
+        services: NamedDependency[Services],
     ) -> Response[s.TenantOut]:
         """Register a clinic (tenant) with its IANA time zone."""
         check_timezone(data.timezone)
         idem = key_for(request, "admin", data)
-        decision = services.setup.create_tenant(data.tenant_id.lower(), data.name, data.timezone,
-                                                idem)
+        decision = services.setup.create_tenant(
+            data.tenant_id.lower(), data.name, data.timezone, idem
+        )
         return respond(decision, render.tenant(decision))
 
-    @post("/tenants/{tenant_id:str}/tokens", status_code=201, sync_to_thread=True,
-          responses=problems(404, 409))
+    @post(
+        "/tenants/{tenant_id:str}/tokens",
+        status_code=201,
+        sync_to_thread=True,
+        responses=problems(404, 409),
+    )
     def issue_token(
-        self, request: Request[Any, Any, Any], tenant_id: FromPath[str], data: JSONBody[s.TokenIn],
+        self,
+        request: Request[Any, Any, Any],
+        tenant_id: FromPath[str],
+        data: JSONBody[s.TokenIn],
         services: NamedDependency[Services],
     ) -> Response[s.TokenOut]:
         """Issue a bearer token for one tenant and role; the clear token is shown only here."""
@@ -54,7 +65,9 @@ class AdminController(Controller):
         if data.role == "patient" and data.patient_ref is None:
             raise ValidationFailed.field("patient_ref", "a patient token must name its patient")
         if data.role in ("staff", "auditor") and data.patient_ref is not None:
-            raise ValidationFailed.field("patient_ref", f"a {data.role} token is not bound to a patient")
+            raise ValidationFailed.field(
+                "patient_ref", f"a {data.role} token is not bound to a patient"
+            )
         if data.role != "agent" and data.call_id is not None:
             raise ValidationFailed.field("call_id", "only agent tokens are bound to a call")
         services.setup.tenant(tenant_id)
@@ -63,14 +76,22 @@ class AdminController(Controller):
             raise NotFound(f"patient {patient_ref!r} not found")
         idem = key_for(request, "admin", data)
         issued = services.tokens.issue(
-            tenant_id, data.role, patient_ref, data.call_id.lower() if data.call_id else None,
-            data.ttl_seconds, idem,
+            tenant_id,
+            data.role,
+            patient_ref,
+            data.call_id.lower() if data.call_id else None,
+            data.ttl_seconds,
+            idem,
         )
         return Response(
             content=s.TokenOut(
-                token=issued.token, token_id=issued.token_id, role=issued.role,
-                tenant_id=issued.tenant_id, patient_ref=issued.patient_ref,
-                call_id=issued.call_id, expires_at=issued.expires_at,
+                token=issued.token,
+                token_id=issued.token_id,
+                role=issued.role,
+                tenant_id=issued.tenant_id,
+                patient_ref=issued.patient_ref,
+                call_id=issued.call_id,
+                expires_at=issued.expires_at,
             ),
             status_code=201,
         )

@@ -35,10 +35,12 @@ def appointment_uuid(raw: str) -> UUID:
 
 def one_of(hold_id: UUID | None, slot_id: str | None) -> None:
     if (hold_id is None) == (slot_id is None):
-        raise ValidationFailed([
-            FieldError("hold_id", "send exactly one of hold_id and slot_id"),
-            FieldError("slot_id", "send exactly one of hold_id and slot_id"),
-        ])
+        raise ValidationFailed(
+            [
+                FieldError("hold_id", "send exactly one of hold_id and slot_id"),
+                FieldError("slot_id", "send exactly one of hold_id and slot_id"),
+            ]
+        )
 
 
 class AgentController(Controller):
@@ -48,13 +50,18 @@ class AgentController(Controller):
     tags = ["agent"]
 
     @get("/tools", sync_to_thread=False, responses=problems())
-    def tools(self, format: FromQuery[Literal["openai", "anthropic"]] = "openai") -> list[dict[str, Any]]:
+    def tools(
+        self, format: FromQuery[Literal["openai", "anthropic"]] = "openai"
+    ) -> list[dict[str, Any]]:
         """Tool definitions for every agent route, for an LLM's tool-calling API."""
         return tool_definitions(format)
 
     @post("/availability", status_code=200, sync_to_thread=True, responses=problems(404))
     def availability(
-        self, data: JSONBody[s.AvailabilityIn], caller: NamedDependency[Scope], services: NamedDependency[Services]
+        self,
+        data: JSONBody[s.AvailabilityIn],
+        caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
     ) -> s.AvailabilityOut:
         """Open slots of one type, earliest first."""
         errors = []
@@ -67,96 +74,153 @@ class AgentController(Controller):
         if errors:
             raise ValidationFailed(errors)
         slots = services.scheduling.availability(
-            caller, data.type_id.lower(), data.provider_id.lower() if data.provider_id else None,
-            data.start_from, data.start_to, data.limit,
+            caller,
+            data.type_id.lower(),
+            data.provider_id.lower() if data.provider_id else None,
+            data.start_from,
+            data.start_to,
+            data.limit,
         )
-        return s.AvailabilityOut(slots=[
-            render.slot(sl, tz) for sl, tz in services.scheduling.with_timezones(caller, slots)
-        ])
+        return s.AvailabilityOut(
+            slots=[
+                render.slot(sl, tz) for sl, tz in services.scheduling.with_timezones(caller, slots)
+            ]
+        )
 
     @post("/holds", status_code=201, sync_to_thread=True, responses=problems(404, 409, 503))
     def hold(
-        self, request: Request[Any, Any, Any], data: JSONBody[s.HoldIn], caller: NamedDependency[Scope], services: NamedDependency[Services]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[s.HoldIn],
+        caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
     ) -> Response[s.HoldOut]:
         """Hold a slot for a patient; it expires by itself."""
         decision = services.scheduling.hold(
-            caller, data.slot_id, data.patient_ref.lower(),
-            data.call_id.lower() if data.call_id else None, key_for(request, caller.token_id, data),
+            caller,
+            data.slot_id,
+            data.patient_ref.lower(),
+            data.call_id.lower() if data.call_id else None,
+            key_for(request, caller.token_id, data),
         )
         return respond(decision, render.hold(decision))
 
     @post("/bookings", status_code=201, sync_to_thread=True, responses=problems(404, 409, 503))
     def book(
-        self, request: Request[Any, Any, Any], data: JSONBody[s.BookingIn], caller: NamedDependency[Scope], services: NamedDependency[Services]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[s.BookingIn],
+        caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
     ) -> Response[s.AppointmentOut]:
         """Book from a hold or an open slot; the answer carries the stored event as evidence."""
         one_of(data.hold_id, data.slot_id)
         decision = services.scheduling.book(
-            caller, data.patient_ref.lower(), str(data.hold_id) if data.hold_id else None,
-            data.slot_id, data.call_id.lower() if data.call_id else None,
+            caller,
+            data.patient_ref.lower(),
+            str(data.hold_id) if data.hold_id else None,
+            data.slot_id,
+            data.call_id.lower() if data.call_id else None,
             key_for(request, caller.token_id, data),
         )
         return respond(decision, render.appointment(decision))
 
     @get("/confirmations/{confirmation_code:str}", sync_to_thread=True, responses=problems(404))
     def confirmation(
-        self, confirmation_code: FromPath[str], caller: NamedDependency[Scope], services: NamedDependency[Services]
+        self,
+        confirmation_code: FromPath[str],
+        caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
     ) -> s.ConfirmationOut:
         """Whether a confirmation code names a booked appointment, read from the event stream."""
         appointment, position = services.scheduling.confirmation(caller, confirmation_code)
         if appointment.status != "booked":
-            return s.ConfirmationOut(confirmed=False, appointment_id=appointment.id,
-                                     status=appointment.status)
+            return s.ConfirmationOut(
+                confirmed=False, appointment_id=appointment.id, status=appointment.status
+            )
         return s.ConfirmationOut(
-            confirmed=True, appointment_id=appointment.id, status=appointment.status,
+            confirmed=True,
+            appointment_id=appointment.id,
+            status=appointment.status,
             start=render.local(appointment.start, appointment.timezone),
             end=render.local(appointment.end, appointment.timezone),
-            provider_id=appointment.provider_id, type_id=appointment.type_id,
+            provider_id=appointment.provider_id,
+            type_id=appointment.type_id,
             confirmation_code=appointment.confirmation_code,
             evidence=render.evidence_of(appointment, position),
         )
 
-    @post("/appointments/{appointment_id:str}/reschedule", status_code=200, sync_to_thread=True,
-          responses=problems(404, 409, 503))
+    @post(
+        "/appointments/{appointment_id:str}/reschedule",
+        status_code=200,
+        sync_to_thread=True,
+        responses=problems(404, 409, 503),
+    )
     def reschedule(
-        self, request: Request[Any, Any, Any], appointment_id: FromPath[str], data: JSONBody[s.RescheduleIn],
-        caller: NamedDependency[Scope], services: NamedDependency[Services],
+        self,
+        request: Request[Any, Any, Any],
+        appointment_id: FromPath[str],
+        data: JSONBody[s.RescheduleIn],
+        caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
     ) -> Response[s.AppointmentOut]:
         """Move an appointment to another slot, keeping its id and confirmation code."""
         one_of(data.hold_id, data.slot_id)
         decision = services.scheduling.reschedule(
-            caller, appointment_uuid(appointment_id), str(data.hold_id) if data.hold_id else None,
-            data.slot_id, key_for(request, caller.token_id, data),
+            caller,
+            appointment_uuid(appointment_id),
+            str(data.hold_id) if data.hold_id else None,
+            data.slot_id,
+            key_for(request, caller.token_id, data),
         )
         return respond(decision, render.appointment(decision))
 
-    @post("/appointments/{appointment_id:str}/cancel", status_code=200, sync_to_thread=True,
-          responses=problems(404, 409, 503))
+    @post(
+        "/appointments/{appointment_id:str}/cancel",
+        status_code=200,
+        sync_to_thread=True,
+        responses=problems(404, 409, 503),
+    )
     def cancel(
-        self, request: Request[Any, Any, Any], appointment_id: FromPath[str], caller: NamedDependency[Scope],
-        services: NamedDependency[Services], data: JSONBody[s.CancelIn | None] = None,
+        self,
+        request: Request[Any, Any, Any],
+        appointment_id: FromPath[str],
+        caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
+        data: JSONBody[s.CancelIn | None] = None,
     ) -> Response[s.CancelOut]:
         """Cancel an appointment and free its slot."""
         body = data or s.CancelIn()
         decision = services.scheduling.cancel(
-            caller, appointment_uuid(appointment_id), body.reason,
+            caller,
+            appointment_uuid(appointment_id),
+            body.reason,
             key_for(request, caller.token_id, body),
         )
         return respond(decision, render.cancellation(decision))
 
     @get("/patients/{patient_ref:str}/appointments", sync_to_thread=True, responses=problems(404))
     def patient_appointments(
-        self, patient_ref: FromPath[str], caller: NamedDependency[Scope], services: NamedDependency[Services]
+        self,
+        patient_ref: FromPath[str],
+        caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
     ) -> s.PatientAppointmentsOut:
         """A patient's appointments, from the event store."""
         if not is_client_id(patient_ref):
             raise NotFound(f"patient {patient_ref!r} not found")
         appointments = services.scheduling.patient_appointments(caller, patient_ref.lower())
-        return s.PatientAppointmentsOut(appointments=[
-            s.PatientAppointment(
-                appointment_id=a.id, status=a.status, start=render.local(a.start, a.timezone),
-                end=render.local(a.end, a.timezone), provider_id=a.provider_id,
-                type_id=a.type_id, confirmation_code=a.confirmation_code,
-            )
-            for a in appointments
-        ])
+        return s.PatientAppointmentsOut(
+            appointments=[
+                s.PatientAppointment(
+                    appointment_id=a.id,
+                    status=a.status,
+                    start=render.local(a.start, a.timezone),
+                    end=render.local(a.end, a.timezone),
+                    provider_id=a.provider_id,
+                    type_id=a.type_id,
+                    confirmation_code=a.confirmation_code,
+                )
+                for a in appointments
+            ]
+        )

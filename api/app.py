@@ -42,7 +42,10 @@ def build_services(settings: Settings, runtime: Runtime, clock: Clock) -> Servic
     executor = Executor(store)
     cache = SetupCache(store)
     return Services(
-        settings=settings, clock=clock, store=store, setup=Setup(store, executor, cache),
+        settings=settings,
+        clock=clock,
+        store=store,
+        setup=Setup(store, executor, cache),
         scheduling=Scheduling(store, executor, clock, settings.hold_ttl_seconds, cache),
         tokens=TokenStore(store, clock, runtime.admin_token),
     )
@@ -58,7 +61,9 @@ def _drop_400(app: Litestar) -> None:
 
 
 def create_app(
-    settings: Settings, *, clock: Clock | None = None,
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
     on_ready: Callable[[Services], None] | None = None,
 ) -> Litestar:
     """The app; ``on_ready`` runs once the services exist (``booking serve --demo`` seeds there)."""

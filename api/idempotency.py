@@ -26,5 +26,9 @@ def key_for(request: Request[Any, Any, Any], scope: str, body: Any) -> Idempoten
 
 def respond(decision: Decision, content: Any) -> Response[Any]:
     headers = {"Idempotent-Replayed": "true"} if decision.replayed else {}
-    return Response(content=msgspec.json.encode(content), status_code=decision.status_code,
-                    media_type="application/json", headers=headers)
+    return Response(
+        content=msgspec.json.encode(content),
+        status_code=decision.status_code,
+        media_type="application/json",
+        headers=headers,
+    )

@@ -23,7 +23,8 @@ def problems(*codes: int) -> dict[int, ResponseSpec]:
     wanted = sorted({401, 403, 413, 422, 429, 500, *codes})
     return {
         code: ResponseSpec(
-            data_container=Problem, media_type="application/problem+json",
+            data_container=Problem,
+            media_type="application/problem+json",
             description=DESCRIPTIONS.get(code, "Internal error, with error_id"),
         )
         for code in wanted

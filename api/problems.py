@@ -30,7 +30,9 @@ STATUS = [(ValidationFailed, 422), (NotFound, 404), (Conflict, 409), (Busy, 503)
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[Any]:
     return Response(
-        content=msgspec.json.encode(problem), status_code=problem.status, media_type=MEDIA_TYPE,
+        content=msgspec.json.encode(problem),
+        status_code=problem.status,
+        media_type=MEDIA_TYPE,
         headers=headers,
     )
 
@@ -38,8 +40,9 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 def booking_error(_: Request[Any, Any, Any], exc: BookingError) -> Response[Any]:
     status = next((code for cls, code in STATUS if isinstance(exc, cls)), 400)
     extra = exc.extra()
-    problem = Problem(type=f"/problems/{exc.problem}", title=exc.title, status=status,
-                      detail=exc.detail)
+    problem = Problem(
+        type=f"/problems/{exc.problem}", title=exc.title, status=status, detail=exc.detail
+    )
     if "errors" in extra:
         problem.errors = [FieldProblem(**e) for e in extra["errors"]]
     if "alternatives" in extra:
@@ -71,8 +74,15 @@ def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Res
     if not errors:
         errors = [FieldProblem(field="body", message="invalid request")]
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
-    return problem_response(Problem(type="/problems/validation-error", title="Invalid request",
-                                    status=422, detail=detail, errors=errors))
+    return problem_response(
+        Problem(
+            type="/problems/validation-error",
+            title="Invalid request",
+            status=422,
+            detail=detail,
+            errors=errors,
+        )
+    )
 
 
 HTTP_PROBLEMS = {
@@ -103,10 +113,15 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
             message = "the body is not valid JSON"
         else:
             message = detail
-        return problem_response(Problem(
-            type="/problems/validation-error", title="Invalid request", status=422,
-            detail=f"body: {message}", errors=[FieldProblem(field="body", message=message)],
-        ))
+        return problem_response(
+            Problem(
+                type="/problems/validation-error",
+                title="Invalid request",
+                status=422,
+                detail=f"body: {message}",
+                errors=[FieldProblem(field="body", message=message)],
+            )
+        )
     if status >= 500:
         return internal_error(request, exc)
     name, title = HTTP_PROBLEMS.get(status, ("http-error", "Request refused"))
@@ -120,20 +135,31 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
         headers["WWW-Authenticate"] = "Bearer"
     if status == 429:
         detail = str(exc.detail)
-    return problem_response(Problem(type=f"/problems/{name}", title=title, status=status,
-                                    detail=detail), headers)
+    return problem_response(
+        Problem(type=f"/problems/{name}", title=title, status=status, detail=detail), headers
+    )
 
 
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     error_id = uuid.uuid4().hex
     # The log gets the exception type and traceback, never the request body (it may hold PHI).
-    log.error("error_id=%s %s %s failed: %s", error_id, request.method, request.url.path,
-              type(exc).__name__, exc_info=exc)
-    return problem_response(Problem(
-        type="/problems/internal-error", title="Internal error", status=500,
-        detail="the server failed to answer; quote error_id when reporting it",
-        error_id=error_id,
-    ))
+    log.error(
+        "error_id=%s %s %s failed: %s",
+        error_id,
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        exc_info=exc,
+    )
+    return problem_response(
+        Problem(
+            type="/problems/internal-error",
+            title="Internal error",
+            status=500,
+            detail="the server failed to answer; quote error_id when reporting it",
+            error_id=error_id,
+        )
+    )
 
 
 HANDLERS: dict[type[Exception] | int, Any] = {

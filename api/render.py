@@ -20,30 +20,45 @@ def local(instant: datetime, timezone: str) -> datetime:
 
 def evidence(d: Decision) -> s.Evidence:
     return s.Evidence(
-        event_id=event_id(d.stream_id, d.version), stream_id=d.stream_id, version=d.version,
-        position=d.position, recorded_at=d.subject.modified_on.astimezone(UTC),
+        event_id=event_id(d.stream_id, d.version),
+        stream_id=d.stream_id,
+        version=d.version,
+        position=d.position,
+        recorded_at=d.subject.modified_on.astimezone(UTC),
     )
 
 
 def evidence_of(aggregate: Any, position: int) -> s.Evidence:
     return s.Evidence(
-        event_id=event_id(aggregate.id, aggregate.version), stream_id=aggregate.id,
-        version=aggregate.version, position=position,
+        event_id=event_id(aggregate.id, aggregate.version),
+        stream_id=aggregate.id,
+        version=aggregate.version,
+        position=position,
         recorded_at=aggregate.modified_on.astimezone(UTC),
     )
 
 
 def slot(sl: Slot, timezone: str) -> s.SlotOut:
-    return s.SlotOut(slot_id=sl.slot_id, provider_id=sl.provider_id, type_id=sl.type_id,
-                     start=local(sl.start, timezone), end=local(sl.end, timezone))
+    return s.SlotOut(
+        slot_id=sl.slot_id,
+        provider_id=sl.provider_id,
+        type_id=sl.type_id,
+        start=local(sl.start, timezone),
+        end=local(sl.end, timezone),
+    )
 
 
 def appointment(d: Decision) -> s.AppointmentOut:
     a = d.subject
     return s.AppointmentOut(
-        appointment_id=a.id, confirmation_code=a.confirmation_code, status=a.status,
-        start=local(a.start, a.timezone), end=local(a.end, a.timezone),
-        provider_id=a.provider_id, type_id=a.type_id, evidence=evidence(d),
+        appointment_id=a.id,
+        confirmation_code=a.confirmation_code,
+        status=a.status,
+        start=local(a.start, a.timezone),
+        end=local(a.end, a.timezone),
+        provider_id=a.provider_id,
+        type_id=a.type_id,
+        evidence=evidence(d),
     )
 
 
@@ -55,10 +70,15 @@ def hold(d: Decision) -> s.HoldOut:
     day = d.subject
     h = day.holds[d.ref]
     return s.HoldOut(
-        hold_id=UUID(d.ref), slot_id=Slot(day.provider_id, h["type_id"], h["start"], h["end"]).slot_id,
-        status="held", provider_id=day.provider_id, type_id=h["type_id"],
-        start=local(h["start"], day.timezone), end=local(h["end"], day.timezone),
-        expires_at=local(h["expires_at"], day.timezone), evidence=evidence(d),
+        hold_id=UUID(d.ref),
+        slot_id=Slot(day.provider_id, h["type_id"], h["start"], h["end"]).slot_id,
+        status="held",
+        provider_id=day.provider_id,
+        type_id=h["type_id"],
+        start=local(h["start"], day.timezone),
+        end=local(h["end"], day.timezone),
+        expires_at=local(h["expires_at"], day.timezone),
+        evidence=evidence(d),
     )
 
 
@@ -69,26 +89,37 @@ def tenant(d: Decision) -> s.TenantOut:
 
 def provider(d: Decision) -> s.ProviderOut:
     p = d.subject
-    return s.ProviderOut(provider_id=p.provider_id, name=p.name, timezone=p.timezone,
-                         evidence=evidence(d))
+    return s.ProviderOut(
+        provider_id=p.provider_id, name=p.name, timezone=p.timezone, evidence=evidence(d)
+    )
 
 
 def appointment_type(d: Decision) -> s.AppointmentTypeOut:
     t = d.subject
-    return s.AppointmentTypeOut(type_id=t.type_id, name=t.name,
-                                duration_minutes=t.duration_minutes, evidence=evidence(d))
+    return s.AppointmentTypeOut(
+        type_id=t.type_id, name=t.name, duration_minutes=t.duration_minutes, evidence=evidence(d)
+    )
 
 
 def weekly_hours(d: Decision) -> s.WeeklyHoursOut:
     w = d.subject
-    return s.WeeklyHoursOut(provider_id=w.provider_id,
-                            hours=msgspec.convert(w.hours, list[s.HoursIn]), evidence=evidence(d))
+    return s.WeeklyHoursOut(
+        provider_id=w.provider_id,
+        hours=msgspec.convert(w.hours, list[s.HoursIn]),
+        evidence=evidence(d),
+    )
 
 
 def patient(d: Decision) -> s.PatientOut:
     p = d.subject
-    return s.PatientOut(patient_ref=p.patient_ref, name=p.name, phone=p.phone,
-                        birth_date=p.birth_date, language=p.language, evidence=evidence(d))
+    return s.PatientOut(
+        patient_ref=p.patient_ref,
+        name=p.name,
+        phone=p.phone,
+        birth_date=p.birth_date,
+        language=p.language,
+        evidence=evidence(d),
+    )
 
 
 RENDERERS = {

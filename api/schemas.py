@@ -11,14 +11,22 @@ from msgspec import Meta
 
 from booking.ids import CLIENT_ID_PATTERN
 
-ClientId = Annotated[str, Meta(pattern=CLIENT_ID_PATTERN, description="lower-case letters, digits, _ and -")]
+ClientId = Annotated[
+    str, Meta(pattern=CLIENT_ID_PATTERN, description="lower-case letters, digits, _ and -")
+]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
-Timezone = Annotated[str, Meta(min_length=1, max_length=64, description="IANA time zone, e.g. America/New_York")]
+Timezone = Annotated[
+    str, Meta(min_length=1, max_length=64, description="IANA time zone, e.g. America/New_York")
+]
 Instant = Annotated[datetime, Meta(tz=True, description="RFC 3339 instant with an offset")]
-HHMM = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="local time HH:MM")]
+HHMM = Annotated[
+    str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="local time HH:MM")
+]
 SlotId = Annotated[str, Meta(min_length=1, max_length=200, description="slot_id from availability")]
 Phone = Annotated[str, Meta(pattern=r"^\+?[0-9][0-9 ().-]{2,30}$")]
-Language = Annotated[str, Meta(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", description="e.g. en, es")]
+Language = Annotated[
+    str, Meta(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", description="e.g. en, es")
+]
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
@@ -26,6 +34,7 @@ class Request(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
 
 
 # -- admin ----------------------------------------------------------------------------------------
+
 
 class TenantIn(Request):
     tenant_id: ClientId
@@ -58,6 +67,7 @@ class TokenOut(msgspec.Struct):
 
 # -- evidence ---------------------------------------------------------------------------------------
 
+
 class Evidence(msgspec.Struct):
     event_id: UUID
     stream_id: UUID
@@ -67,6 +77,7 @@ class Evidence(msgspec.Struct):
 
 
 # -- staff setup ----------------------------------------------------------------------------------
+
 
 class ProviderIn(Request):
     provider_id: ClientId
@@ -129,12 +140,15 @@ class PatientOut(msgspec.Struct):
 
 # -- agent tools ----------------------------------------------------------------------------------
 
+
 class AvailabilityIn(Request):
     """Find open appointment slots of one type, earliest first. Call this before holding a slot."""
 
     type_id: Annotated[ClientId, Meta(description="appointment type, e.g. checkup")]
     start_from: Annotated[Instant, Meta(description="earliest start, RFC 3339 with offset")]
-    start_to: Annotated[Instant, Meta(description="latest start, RFC 3339 with offset; window at most 31 days")]
+    start_to: Annotated[
+        Instant, Meta(description="latest start, RFC 3339 with offset; window at most 31 days")
+    ]
     provider_id: Annotated[ClientId, Meta(description="only this provider")] | None = None
     limit: Annotated[int, Meta(ge=1, le=50, description="how many slots, 1-50")] = 10
 
@@ -237,6 +251,7 @@ class PatientAppointmentsOut(msgspec.Struct):
 
 
 # -- problems -------------------------------------------------------------------------------------
+
 
 class FieldProblem(msgspec.Struct):
     field: str

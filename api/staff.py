@@ -31,8 +31,10 @@ def check_hours(hours: list[s.HoursIn]) -> list[dict[str, Any]]:
                 errors.append(FieldError(f"hours[{i}]", f"overlaps hours[{j}]"))
     if errors:
         raise ValidationFailed(errors)
-    return [{"weekday": h.weekday, "start": h.start, "end": h.end}
-            for h in sorted(hours, key=lambda h: (h.weekday, h.start))]
+    return [
+        {"weekday": h.weekday, "start": h.start, "end": h.end}
+        for h in sorted(hours, key=lambda h: (h.weekday, h.start))
+    ]
 
 
 class StaffSetupController(Controller):
@@ -43,35 +45,55 @@ class StaffSetupController(Controller):
 
     @post("/providers", status_code=201, sync_to_thread=True, responses=problems(409, 503))
     def create_provider(
-        self, request: Request[Any, Any, Any], data: JSONBody[s.ProviderIn], caller: NamedDependency[Scope],
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[s.ProviderIn],
+        caller: NamedDependency[Scope],
         services: NamedDependency[Services],
     ) -> Response[s.ProviderOut]:
         """Add a provider; its time zone defaults to the clinic's."""
         if data.timezone is not None:
             check_timezone(data.timezone)
         decision = services.setup.create_provider(
-            caller, data.provider_id.lower(), data.name, data.timezone,
+            caller,
+            data.provider_id.lower(),
+            data.name,
+            data.timezone,
             key_for(request, caller.token_id, data),
         )
         return respond(decision, render.provider(decision))
 
     @post("/appointment-types", status_code=201, sync_to_thread=True, responses=problems(409, 503))
     def create_appointment_type(
-        self, request: Request[Any, Any, Any], data: JSONBody[s.AppointmentTypeIn], caller: NamedDependency[Scope],
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[s.AppointmentTypeIn],
+        caller: NamedDependency[Scope],
         services: NamedDependency[Services],
     ) -> Response[s.AppointmentTypeOut]:
         """Define an appointment type and its duration in minutes."""
         decision = services.setup.create_appointment_type(
-            caller, data.type_id.lower(), data.name, data.duration_minutes,
+            caller,
+            data.type_id.lower(),
+            data.name,
+            data.duration_minutes,
             key_for(request, caller.token_id, data),
         )
         return respond(decision, render.appointment_type(decision))
 
-    @put("/providers/{provider_id:str}/weekly-hours", status_code=200, sync_to_thread=True,
-         responses=problems(404, 503))
+    @put(
+        "/providers/{provider_id:str}/weekly-hours",
+        status_code=200,
+        sync_to_thread=True,
+        responses=problems(404, 503),
+    )
     def set_weekly_hours(
-        self, request: Request[Any, Any, Any], provider_id: FromPath[str], data: JSONBody[s.WeeklyHoursIn],
-        caller: NamedDependency[Scope], services: NamedDependency[Services],
+        self,
+        request: Request[Any, Any, Any],
+        provider_id: FromPath[str],
+        data: JSONBody[s.WeeklyHoursIn],
+        caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
     ) -> Response[s.WeeklyHoursOut]:
         """Replace a provider's weekly hours (local times in the provider's zone)."""
         if not is_client_id(provider_id):
@@ -84,15 +106,22 @@ class StaffSetupController(Controller):
 
     @post("/patients", status_code=201, sync_to_thread=True, responses=problems(409, 503))
     def register_patient(
-        self, request: Request[Any, Any, Any], data: JSONBody[s.PatientIn], caller: NamedDependency[Scope],
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[s.PatientIn],
+        caller: NamedDependency[Scope],
         services: NamedDependency[Services],
     ) -> Response[s.PatientOut]:
         """Register a patient. Name, phone and birth date are encrypted at rest."""
         if data.birth_date is not None and data.birth_date > services.clock.now().date():
             raise ValidationFailed.field("birth_date", "must not be in the future")
         decision = services.setup.register_patient(
-            caller, data.patient_ref.lower(), data.name, data.phone,
-            data.birth_date.isoformat() if data.birth_date else None, data.language,
+            caller,
+            data.patient_ref.lower(),
+            data.name,
+            data.phone,
+            data.birth_date.isoformat() if data.birth_date else None,
+            data.language,
             key_for(request, caller.token_id, data),
         )
         return respond(decision, render.patient(decision))

@@ -23,37 +23,85 @@ class Tool:
     path_params: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
-APPOINTMENT_ID = ("appointment_id", {"type": "string", "format": "uuid",
-                                     "description": "appointment_id from a booking"})
+APPOINTMENT_ID = (
+    "appointment_id",
+    {"type": "string", "format": "uuid", "description": "appointment_id from a booking"},
+)
 
 TOOLS = (
-    Tool("check_availability", "POST", "/v1/agent/availability",
-         "Find open appointment slots of one type between two instants, earliest first. "
-         "Offer the patient these times; nothing is reserved until you hold or book one.",
-         s.AvailabilityIn),
-    Tool("hold_slot", "POST", "/v1/agent/holds",
-         "Reserve an open slot for a patient for a few minutes while they decide. "
-         "A hold is not a booking: never tell the patient they are booked after holding.",
-         s.HoldIn),
-    Tool("book_appointment", "POST", "/v1/agent/bookings",
-         "Book an appointment from a hold_id or an open slot_id. Only after this succeeds may you "
-         "tell the patient they are booked, reading back the returned confirmation_code.",
-         s.BookingIn),
-    Tool("verify_confirmation", "GET", "/v1/agent/confirmations/{confirmation_code}",
-         "Check a confirmation code against the booking record before saying an appointment "
-         "is confirmed. confirmed=false or not found means it is not booked.",
-         None, (("confirmation_code", {"type": "string", "minLength": 6, "maxLength": 8,
-                                       "description": "the code, as read by the patient"}),)),
-    Tool("reschedule_appointment", "POST", "/v1/agent/appointments/{appointment_id}/reschedule",
-         "Move a booked appointment to another open slot or a hold; it keeps its id and "
-         "confirmation code, and the old time is freed.", s.RescheduleIn, (APPOINTMENT_ID,)),
-    Tool("cancel_appointment", "POST", "/v1/agent/appointments/{appointment_id}/cancel",
-         "Cancel a booked appointment and free its time. Confirm with the patient first.",
-         s.CancelIn, (APPOINTMENT_ID,)),
-    Tool("list_patient_appointments", "GET", "/v1/agent/patients/{patient_ref}/appointments",
-         "List a patient's appointments with status, time and confirmation code.",
-         None, (("patient_ref", {"type": "string", "pattern": CLIENT_ID_PATTERN,
-                                 "description": "the patient"}),)),
+    Tool(
+        "check_availability",
+        "POST",
+        "/v1/agent/availability",
+        "Find open appointment slots of one type between two instants, earliest first. "
+        "Offer the patient these times; nothing is reserved until you hold or book one.",
+        s.AvailabilityIn,
+    ),
+    Tool(
+        "hold_slot",
+        "POST",
+        "/v1/agent/holds",
+        "Reserve an open slot for a patient for a few minutes while they decide. "
+        "A hold is not a booking: never tell the patient they are booked after holding.",
+        s.HoldIn,
+    ),
+    Tool(
+        "book_appointment",
+        "POST",
+        "/v1/agent/bookings",
+        "Book an appointment from a hold_id or an open slot_id. Only after this succeeds may you "
+        "tell the patient they are booked, reading back the returned confirmation_code.",
+        s.BookingIn,
+    ),
+    Tool(
+        "verify_confirmation",
+        "GET",
+        "/v1/agent/confirmations/{confirmation_code}",
+        "Check a confirmation code against the booking record before saying an appointment "
+        "is confirmed. confirmed=false or not found means it is not booked.",
+        None,
+        (
+            (
+                "confirmation_code",
+                {
+                    "type": "string",
+                    "minLength": 6,
+                    "maxLength": 8,
+                    "description": "the code, as read by the patient",
+                },
+            ),
+        ),
+    ),
+    Tool(
+        "reschedule_appointment",
+        "POST",
+        "/v1/agent/appointments/{appointment_id}/reschedule",
+        "Move a booked appointment to another open slot or a hold; it keeps its id and "
+        "confirmation code, and the old time is freed.",
+        s.RescheduleIn,
+        (APPOINTMENT_ID,),
+    ),
+    Tool(
+        "cancel_appointment",
+        "POST",
+        "/v1/agent/appointments/{appointment_id}/cancel",
+        "Cancel a booked appointment and free its time. Confirm with the patient first.",
+        s.CancelIn,
+        (APPOINTMENT_ID,),
+    ),
+    Tool(
+        "list_patient_appointments",
+        "GET",
+        "/v1/agent/patients/{patient_ref}/appointments",
+        "List a patient's appointments with status, time and confirmation code.",
+        None,
+        (
+            (
+                "patient_ref",
+                {"type": "string", "pattern": CLIENT_ID_PATTERN, "description": "the patient"},
+            ),
+        ),
+    ),
 )
 
 
@@ -74,18 +122,31 @@ def parameters(tool: Tool) -> dict[str, Any]:
         properties[name] = schema
         required.append(name)
     if tool.body is not None:
-        (ref,), components = msgspec.json.schema_components([tool.body], ref_template="#/$defs/{name}")
+        (ref,), components = msgspec.json.schema_components(
+            [tool.body], ref_template="#/$defs/{name}"
+        )
         body = _inline(ref, components)
         properties.update(body.get("properties", {}))
         required.extend(body.get("required", []))
-    return {"type": "object", "properties": properties, "required": required,
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
 
 
 @cache
 def tool_definitions(fmt: str) -> list[dict[str, Any]]:
     if fmt == "anthropic":
-        return [{"name": t.name, "description": t.description, "input_schema": parameters(t)}
-                for t in TOOLS]
-    return [{"type": "function", "function": {"name": t.name, "description": t.description,
-                                              "parameters": parameters(t)}} for t in TOOLS]
+        return [
+            {"name": t.name, "description": t.description, "input_schema": parameters(t)}
+            for t in TOOLS
+        ]
+    return [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description, "parameters": parameters(t)},
+        }
+        for t in TOOLS
+    ]

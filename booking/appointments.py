@@ -46,9 +46,18 @@ class Appointment(Aggregate):
 
     @event(Booked)
     def __init__(
-        self, tenant_id: str, patient_ref: str, provider_id: str, type_id: str,
-        start: datetime, end: datetime, timezone: str, day_id: UUID,
-        confirmation_code: str, call_id: str | None, hold_id: str | None,
+        self,
+        tenant_id: str,
+        patient_ref: str,
+        provider_id: str,
+        type_id: str,
+        start: datetime,
+        end: datetime,
+        timezone: str,
+        day_id: UUID,
+        confirmation_code: str,
+        call_id: str | None,
+        hold_id: str | None,
     ) -> None:
         self.tenant_id = tenant_id
         self.patient_ref = patient_ref
@@ -67,20 +76,39 @@ class Appointment(Aggregate):
             raise InvalidState(f"cannot {action} an appointment whose status is {self.status}")
 
     def reschedule(
-        self, provider_id: str, start: datetime, end: datetime, timezone: str,
-        day_id: UUID, call_id: str | None, hold_id: str | None,
+        self,
+        provider_id: str,
+        start: datetime,
+        end: datetime,
+        timezone: str,
+        day_id: UUID,
+        call_id: str | None,
+        hold_id: str | None,
     ) -> None:
         self._require_active("reschedule")
         self._rescheduled(
-            provider_id=provider_id, start=start, end=end, timezone=timezone, day_id=day_id,
-            previous_start=self.start, previous_day_id=self.day_id, call_id=call_id,
+            provider_id=provider_id,
+            start=start,
+            end=end,
+            timezone=timezone,
+            day_id=day_id,
+            previous_start=self.start,
+            previous_day_id=self.day_id,
+            call_id=call_id,
             hold_id=hold_id,
         )
 
     @event(Rescheduled)
     def _rescheduled(
-        self, provider_id: str, start: datetime, end: datetime, timezone: str, day_id: UUID,
-        previous_start: datetime, previous_day_id: UUID, call_id: str | None,
+        self,
+        provider_id: str,
+        start: datetime,
+        end: datetime,
+        timezone: str,
+        day_id: UUID,
+        previous_start: datetime,
+        previous_day_id: UUID,
+        call_id: str | None,
         hold_id: str | None,
     ) -> None:
         self.provider_id = provider_id

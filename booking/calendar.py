@@ -83,8 +83,12 @@ def _exists(local: datetime, tz: ZoneInfo) -> bool:
 
 
 def day_slots(
-    day: date, tz: ZoneInfo, hours: Iterable[Interval], duration: timedelta,
-    provider_id: str, type_id: str,
+    day: date,
+    tz: ZoneInfo,
+    hours: Iterable[Interval],
+    duration: timedelta,
+    provider_id: str,
+    type_id: str,
 ) -> Iterator[Slot]:
     """Back-to-back slots of ``duration`` inside each interval for ``day``'s weekday, in local time."""
     for interval in sorted(hours, key=lambda i: i.start):
@@ -101,8 +105,12 @@ def day_slots(
 
 
 def slot_at(
-    start: datetime, tz: ZoneInfo, hours: Iterable[Interval], duration: timedelta,
-    provider_id: str, type_id: str,
+    start: datetime,
+    tz: ZoneInfo,
+    hours: Iterable[Interval],
+    duration: timedelta,
+    provider_id: str,
+    type_id: str,
 ) -> Slot | None:
     """The slot ``day_slots`` would generate starting at ``start``, without generating the day."""
     local = start.astimezone(tz)
@@ -112,8 +120,10 @@ def slot_at(
             continue
         first = datetime.combine(day, interval.start)
         offset = wall - first
-        if offset < timedelta(0) or offset % duration or wall + duration > datetime.combine(
-            day, interval.end
+        if (
+            offset < timedelta(0)
+            or offset % duration
+            or wall + duration > datetime.combine(day, interval.end)
         ):
             continue
         # generated slots use the first occurrence of a wall time (fold=0) and skip gaps

@@ -13,7 +13,9 @@ log = logging.getLogger("booking")
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -48,7 +50,9 @@ def serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="booking", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = commands.add_parser("serve", help="run the HTTP API (embedded PostgreSQL by default)")
+    serve_cmd = commands.add_parser(
+        "serve", help="run the HTTP API (embedded PostgreSQL by default)"
+    )
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8000)
     serve_cmd.add_argument("--demo", action="store_true", help="seed a demo clinic, print tokens")

@@ -75,7 +75,9 @@ class Executor:
         self.store = store
         self.max_attempts = max_attempts
 
-    def run(self, command: Callable[[], Plan], idempotency: IdempotencyKey | None = None) -> Decision:
+    def run(
+        self, command: Callable[[], Plan], idempotency: IdempotencyKey | None = None
+    ) -> Decision:
         for attempt in range(self.max_attempts):
             # A first arrival needs no lookup: should the key be known after all, its index
             # aggregate collides in the save below and the next attempt replays it.
@@ -98,10 +100,14 @@ class Executor:
             if idempotency is not None:
                 pending.append(
                     IdempotentRequest(
-                        scope=idempotency.scope, key=idempotency.key,
-                        fingerprint=idempotency.fingerprint, status_code=plan.status_code,
-                        kind=plan.kind, stream_id=plan.subject.id,
-                        version=plan.subject.version, ref=plan.ref,
+                        scope=idempotency.scope,
+                        key=idempotency.key,
+                        fingerprint=idempotency.fingerprint,
+                        status_code=plan.status_code,
+                        kind=plan.kind,
+                        stream_id=plan.subject.id,
+                        version=plan.subject.version,
+                        ref=plan.ref,
                     )
                 )
             try:
@@ -111,14 +117,19 @@ class Executor:
                 time.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))
                 continue
             position = next(
-                r.notification.id for r in recordings
+                r.notification.id
+                for r in recordings
                 if r.domain_event.originator_id == plan.subject.id
                 and r.domain_event.originator_version == plan.subject.version
             )
             return Decision(
-                kind=plan.kind, subject=plan.subject, stream_id=plan.subject.id,
-                version=plan.subject.version, position=position,
-                status_code=plan.status_code, ref=plan.ref,
+                kind=plan.kind,
+                subject=plan.subject,
+                stream_id=plan.subject.id,
+                version=plan.subject.version,
+                position=position,
+                status_code=plan.status_code,
+                ref=plan.ref,
             )
         log.warning("command gave up after %d conflicting attempts", self.max_attempts)
         raise Busy("too many concurrent changes to the same schedule; nothing was written")
@@ -133,7 +144,12 @@ class Executor:
             raise IdempotencyKeyReuse()
         subject: Aggregate = self.store.repository.get(record.stream_id, version=record.version)
         return Decision(
-            kind=record.kind, subject=subject, stream_id=record.stream_id,
-            version=record.version, position=self.store.position_of(record.stream_id, record.version),
-            status_code=record.status_code, ref=record.ref, replayed=True,
+            kind=record.kind,
+            subject=subject,
+            stream_id=record.stream_id,
+            version=record.version,
+            position=self.store.position_of(record.stream_id, record.version),
+            status_code=record.status_code,
+            ref=record.ref,
+            replayed=True,
         )

@@ -67,8 +67,13 @@ class ProviderDay(Aggregate):
         self.bookings: dict[str, dict[str, Any]] = {}
 
     def blocker(
-        self, start: datetime, end: datetime, now: datetime, *,
-        patient_ref: str | None = None, ignore_appointment: str | None = None,
+        self,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        *,
+        patient_ref: str | None = None,
+        ignore_appointment: str | None = None,
     ) -> str | None:
         """What keeps [start, end) from being taken, or None when it is open.
 
@@ -85,18 +90,33 @@ class ProviderDay(Aggregate):
 
     def own_hold_on(self, start: datetime, patient_ref: str, now: datetime) -> str | None:
         for hold_id, h in self.holds.items():
-            if h["start"] == start and h["patient_ref"] == patient_ref and hold_status(h, now) == "held":
+            if (
+                h["start"] == start
+                and h["patient_ref"] == patient_ref
+                and hold_status(h, now) == "held"
+            ):
                 return hold_id
         return None
 
     @event(Held)
     def hold(
-        self, hold_id: str, type_id: str, start: datetime, end: datetime, patient_ref: str,
-        call_id: str | None, expires_at: datetime,
+        self,
+        hold_id: str,
+        type_id: str,
+        start: datetime,
+        end: datetime,
+        patient_ref: str,
+        call_id: str | None,
+        expires_at: datetime,
     ) -> None:
         self.holds[hold_id] = {
-            "type_id": type_id, "start": start, "end": end, "patient_ref": patient_ref,
-            "call_id": call_id, "expires_at": expires_at, "status": "held",
+            "type_id": type_id,
+            "start": start,
+            "end": end,
+            "patient_ref": patient_ref,
+            "call_id": call_id,
+            "expires_at": expires_at,
+            "status": "held",
         }
 
     @event(HoldReleased)
@@ -104,7 +124,9 @@ class ProviderDay(Aggregate):
         self.holds[hold_id]["status"] = "released"
 
     @event(Booked)
-    def book(self, appointment_id: str, start: datetime, end: datetime, hold_id: str | None) -> None:
+    def book(
+        self, appointment_id: str, start: datetime, end: datetime, hold_id: str | None
+    ) -> None:
         self.bookings[appointment_id] = {"start": start, "end": end}
         if hold_id is not None and hold_id in self.holds:
             self.holds[hold_id]["status"] = "converted"

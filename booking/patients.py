@@ -44,8 +44,13 @@ class Patient(Aggregate):
 
     @event(Registered)
     def __init__(
-        self, tenant_id: str, patient_ref: str, name: str, phone: str | None,
-        birth_date: str | None, language: str | None,
+        self,
+        tenant_id: str,
+        patient_ref: str,
+        name: str,
+        phone: str | None,
+        birth_date: str | None,
+        language: str | None,
     ) -> None:
         self.tenant_id = tenant_id
         self.patient_ref = patient_ref
@@ -58,7 +63,8 @@ class Patient(Aggregate):
 
     def active_holds(self, now: datetime) -> list[str]:
         return [
-            hold_id for hold_id, h in self.holds.items()
+            hold_id
+            for hold_id, h in self.holds.items()
             if h["status"] == "held" and h["expires_at"] > now
         ]
 
@@ -66,7 +72,8 @@ class Patient(Aggregate):
     def take_hold(self, hold_id: str, day_id: str, expires_at: datetime) -> None:
         # Holds that ended or expired no longer matter to any decision; keep the state small.
         self.holds = {
-            k: h for k, h in self.holds.items()
+            k: h
+            for k, h in self.holds.items()
             if h["status"] == "held" and h["expires_at"] > self.modified_on
         }
         self.holds[hold_id] = {"day_id": day_id, "expires_at": expires_at, "status": "held"}

@@ -48,8 +48,12 @@ def _secret_file(path: Path, make: Callable[[], str], what: str) -> str:
 def resolve(settings: Settings) -> Runtime:
     if not settings.embedded:
         assert settings.database_url and settings.admin_database_url and settings.cipher_key
-        return Runtime(settings.database_url, settings.admin_database_url, settings.cipher_key,
-                       settings.admin_token)
+        return Runtime(
+            settings.database_url,
+            settings.admin_database_url,
+            settings.cipher_key,
+            settings.admin_token,
+        )
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     cipher_key = settings.cipher_key or _secret_file(

@@ -67,19 +67,37 @@ class Practice:
     def slot_at(self, start: datetime) -> Slot | None:
         if self.hours is None:
             return None
-        return slot_at(start, self.tz, self.hours.intervals(), self.duration,
-                       self.provider.provider_id, self.kind.type_id)
+        return slot_at(
+            start,
+            self.tz,
+            self.hours.intervals(),
+            self.duration,
+            self.provider.provider_id,
+            self.kind.type_id,
+        )
 
     def slots_on(self, date: Any) -> list[Slot]:
         if self.hours is None:
             return []
-        return list(day_slots(date, self.tz, self.hours.intervals(), self.duration,
-                              self.provider.provider_id, self.kind.type_id))
+        return list(
+            day_slots(
+                date,
+                self.tz,
+                self.hours.intervals(),
+                self.duration,
+                self.provider.provider_id,
+                self.kind.type_id,
+            )
+        )
 
 
 class Scheduling:
     def __init__(
-        self, store: SchedulingApp, executor: Executor, clock: Clock, hold_ttl: int,
+        self,
+        store: SchedulingApp,
+        executor: Executor,
+        clock: Clock,
+        hold_ttl: int,
         setup: SetupCache,
     ) -> None:
         self.store = store
@@ -110,14 +128,17 @@ class Scheduling:
     def _day_or_new(self, tenant_id: str, practice: Practice, date: str) -> ProviderDay:
         provider = practice.provider
         return self._day(tenant_id, provider.provider_id, date) or ProviderDay(
-            tenant_id=tenant_id, provider_id=provider.provider_id, date=date,
+            tenant_id=tenant_id,
+            provider_id=provider.provider_id,
+            date=date,
             timezone=provider.timezone,
         )
 
     def _patient(self, scope: Scope, patient_ref: str) -> Patient:
         scope.require_patient(patient_ref)
-        return load(self.store, Patient, scope.tenant_id, patient_ref,
-                    what=f"patient {patient_ref!r}")
+        return load(
+            self.store, Patient, scope.tenant_id, patient_ref, what=f"patient {patient_ref!r}"
+        )
 
     def _appointment(self, scope: Scope, appointment_id: UUID) -> Appointment:
         appointment = self._get(appointment_id)
@@ -132,18 +153,29 @@ class Scheduling:
     # -- availability --------------------------------------------------------------------------
 
     def _open_slots(
-        self, tenant_id: str, practice: Practice, start_from: datetime, start_to: datetime,
-        now: datetime, limit: int | None,
+        self,
+        tenant_id: str,
+        practice: Practice,
+        start_from: datetime,
+        start_to: datetime,
+        now: datetime,
+        limit: int | None,
     ) -> list[Slot]:
         """Open slots with start in [start_from, start_to], earliest first."""
         found: list[Slot] = []
         earliest = max(start_from, now)
         if earliest > start_to:
             return found
-        first, last = earliest.astimezone(practice.tz).date(), start_to.astimezone(practice.tz).date()
+        first, last = (
+            earliest.astimezone(practice.tz).date(),
+            start_to.astimezone(practice.tz).date(),
+        )
         for date in dates_between(first, last):
-            candidates = [s for s in practice.slots_on(date) if earliest <= s.start <= start_to
-                          and s.start > now]
+            candidates = [
+                s
+                for s in practice.slots_on(date)
+                if earliest <= s.start <= start_to and s.start > now
+            ]
             if not candidates:
                 continue
             day = self._day(tenant_id, practice.provider.provider_id, date.isoformat())
@@ -155,8 +187,13 @@ class Scheduling:
         return found
 
     def availability(
-        self, scope: Scope, type_id: str, provider_id: str | None, start_from: datetime,
-        start_to: datetime, limit: int,
+        self,
+        scope: Scope,
+        type_id: str,
+        provider_id: str | None,
+        start_from: datetime,
+        start_to: datetime,
+        limit: int,
     ) -> list[Slot]:
         now = self.clock.now()
         kind = self.setup.get(AppointmentType.create_id(scope.tenant_id, type_id))
@@ -172,8 +209,9 @@ class Scheduling:
         for pid in provider_ids:
             practice = self._practice(scope.tenant_id, pid, kind)
             if practice is not None:
-                slots.extend(self._open_slots(scope.tenant_id, practice, start_from, start_to,
-                                              now, limit))
+                slots.extend(
+                    self._open_slots(scope.tenant_id, practice, start_from, start_to, now, limit)
+                )
         slots.sort(key=lambda s: (s.start, s.provider_id))
         return slots[:limit]
 
@@ -200,14 +238,25 @@ class Scheduling:
             if practice is not None:
                 found.extend(
                     (sl, practice.provider.timezone)
-                    for sl in self._open_slots(tenant_id, practice, around - ALTERNATIVES_WINDOW,
-                                               around + ALTERNATIVES_WINDOW, now, None)
+                    for sl in self._open_slots(
+                        tenant_id,
+                        practice,
+                        around - ALTERNATIVES_WINDOW,
+                        around + ALTERNATIVES_WINDOW,
+                        now,
+                        None,
+                    )
                 )
         found.sort(key=lambda p: (abs(p[0].start - around), p[0].start, p[0].provider_id))
         nearest = sorted(found[:ALTERNATIVES], key=lambda p: (p[0].start, p[0].provider_id))
         return [
-            {"slot_id": sl.slot_id, "provider_id": sl.provider_id, "type_id": sl.type_id,
-             "start": sl.start.astimezone(zone(tz)), "end": sl.end.astimezone(zone(tz))}
+            {
+                "slot_id": sl.slot_id,
+                "provider_id": sl.provider_id,
+                "type_id": sl.type_id,
+                "start": sl.start.astimezone(zone(tz)),
+                "end": sl.end.astimezone(zone(tz)),
+            }
             for sl, tz in nearest
         ]
 
@@ -225,8 +274,13 @@ class Scheduling:
         )
 
     def _open_slot(
-        self, tenant_id: str, ref: SlotRef, now: datetime, patient_ref: str,
-        ignore_appointment: str | None = None, day: ProviderDay | None = None,
+        self,
+        tenant_id: str,
+        ref: SlotRef,
+        now: datetime,
+        patient_ref: str,
+        ignore_appointment: str | None = None,
+        day: ProviderDay | None = None,
     ) -> tuple[Slot, Practice, ProviderDay]:
         """The slot ``ref`` names, if the schedule offers it and nobody else holds or booked it."""
         kind = self.setup.get(AppointmentType.create_id(tenant_id, ref.type_id))
@@ -241,8 +295,13 @@ class Scheduling:
             raise self._unavailable(tenant_id, ref, "it starts in the past")
         if day is None:
             day = self._day_or_new(tenant_id, practice, date.isoformat())
-        blocker = day.blocker(slot.start, slot.end, now, patient_ref=patient_ref,
-                              ignore_appointment=ignore_appointment)
+        blocker = day.blocker(
+            slot.start,
+            slot.end,
+            now,
+            patient_ref=patient_ref,
+            ignore_appointment=ignore_appointment,
+        )
         if blocker is not None:
             raise self._unavailable(tenant_id, ref, f"already {blocker}")
         return slot, practice, day
@@ -250,7 +309,11 @@ class Scheduling:
     # -- commands ------------------------------------------------------------------------------
 
     def hold(
-        self, scope: Scope, slot_id: str, patient_ref: str, call_id: str | None,
+        self,
+        scope: Scope,
+        slot_id: str,
+        patient_ref: str,
+        call_id: str | None,
         idem: IdempotencyKey | None = None,
     ) -> Decision:
         ref = self.decode(slot_id)
@@ -270,15 +333,23 @@ class Scheduling:
                 )
             hold_id = str(uuid4())
             expires_at = now + self.hold_ttl
-            day.hold(hold_id=hold_id, type_id=ref.type_id, start=slot.start, end=slot.end,
-                     patient_ref=patient_ref, call_id=call, expires_at=expires_at)
+            day.hold(
+                hold_id=hold_id,
+                type_id=ref.type_id,
+                start=slot.start,
+                end=slot.end,
+                patient_ref=patient_ref,
+                call_id=call,
+                expires_at=expires_at,
+            )
             patient.take_hold(hold_id=hold_id, day_id=str(day.id), expires_at=expires_at)
             return Plan(day, 201, "hold", save=[patient], ref=hold_id)
 
         return self.executor.run(command, idem)
 
-    def _held_slot(self, scope: Scope, patient: Patient, hold_id: str, now: datetime
-                   ) -> tuple[SlotRef, ProviderDay]:
+    def _held_slot(
+        self, scope: Scope, patient: Patient, hold_id: str, now: datetime
+    ) -> tuple[SlotRef, ProviderDay]:
         held = patient.holds.get(hold_id)
         day = self._get(UUID(held["day_id"])) if held else None
         hold = day.holds.get(hold_id) if day else None
@@ -290,8 +361,13 @@ class Scheduling:
         return SlotRef(day.provider_id, hold["type_id"], hold["start"]), day
 
     def _target(
-        self, scope: Scope, patient: Patient, hold_id: str | None, slot_id: str | None,
-        now: datetime, ignore_appointment: str | None = None,
+        self,
+        scope: Scope,
+        patient: Patient,
+        hold_id: str | None,
+        slot_id: str | None,
+        now: datetime,
+        ignore_appointment: str | None = None,
     ) -> tuple[Slot, Practice, ProviderDay, str | None]:
         """The slot a booking or reschedule goes to, and the patient's hold it converts."""
         if hold_id is not None:
@@ -302,13 +378,19 @@ class Scheduling:
             return slot, practice, day, hold_id
         assert slot_id is not None
         ref = self.decode(slot_id)
-        slot, practice, day = self._open_slot(scope.tenant_id, ref, now, patient.patient_ref,
-                                              ignore_appointment)
+        slot, practice, day = self._open_slot(
+            scope.tenant_id, ref, now, patient.patient_ref, ignore_appointment
+        )
         return slot, practice, day, day.own_hold_on(slot.start, patient.patient_ref, now)
 
     def book(
-        self, scope: Scope, patient_ref: str, hold_id: str | None, slot_id: str | None,
-        call_id: str | None, idem: IdempotencyKey | None = None,
+        self,
+        scope: Scope,
+        patient_ref: str,
+        hold_id: str | None,
+        slot_id: str | None,
+        call_id: str | None,
+        idem: IdempotencyKey | None = None,
     ) -> Decision:
         call = scope.resolve_call(call_id)
         if slot_id is not None:
@@ -320,15 +402,27 @@ class Scheduling:
             slot, practice, day, converted = self._target(scope, patient, hold_id, slot_id, now)
             code = new_code()
             appointment = Appointment(
-                tenant_id=scope.tenant_id, patient_ref=patient_ref,
-                provider_id=slot.provider_id, type_id=slot.type_id, start=slot.start,
-                end=slot.end, timezone=practice.provider.timezone, day_id=day.id,
-                confirmation_code=code, call_id=call, hold_id=converted,
+                tenant_id=scope.tenant_id,
+                patient_ref=patient_ref,
+                provider_id=slot.provider_id,
+                type_id=slot.type_id,
+                start=slot.start,
+                end=slot.end,
+                timezone=practice.provider.timezone,
+                day_id=day.id,
+                confirmation_code=code,
+                call_id=call,
+                hold_id=converted,
             )
-            index = ConfirmationCode(tenant_id=scope.tenant_id, code=code,
-                                     appointment_id=appointment.id)
-            day.book(appointment_id=str(appointment.id), start=slot.start, end=slot.end,
-                     hold_id=converted)
+            index = ConfirmationCode(
+                tenant_id=scope.tenant_id, code=code, appointment_id=appointment.id
+            )
+            day.book(
+                appointment_id=str(appointment.id),
+                start=slot.start,
+                end=slot.end,
+                hold_id=converted,
+            )
             if converted is not None:
                 patient.end_hold(hold_id=converted, outcome="converted")
             patient.add_appointment(appointment_id=str(appointment.id))
@@ -337,7 +431,11 @@ class Scheduling:
         return self.executor.run(command, idem)
 
     def reschedule(
-        self, scope: Scope, appointment_id: UUID, hold_id: str | None, slot_id: str | None,
+        self,
+        scope: Scope,
+        appointment_id: UUID,
+        hold_id: str | None,
+        slot_id: str | None,
         idem: IdempotencyKey | None = None,
     ) -> Decision:
         if slot_id is not None:
@@ -360,13 +458,21 @@ class Scheduling:
             if new_day.id == old_day.id:
                 old_day = new_day
             appointment.reschedule(
-                provider_id=slot.provider_id, start=slot.start, end=slot.end,
-                timezone=practice.provider.timezone, day_id=new_day.id,
-                call_id=scope.call_id, hold_id=converted,
+                provider_id=slot.provider_id,
+                start=slot.start,
+                end=slot.end,
+                timezone=practice.provider.timezone,
+                day_id=new_day.id,
+                call_id=scope.call_id,
+                hold_id=converted,
             )
             old_day.release_booking(appointment_id=str(appointment.id), reason="rescheduled")
-            new_day.book(appointment_id=str(appointment.id), start=slot.start, end=slot.end,
-                         hold_id=converted)
+            new_day.book(
+                appointment_id=str(appointment.id),
+                start=slot.start,
+                end=slot.end,
+                hold_id=converted,
+            )
             save: list[Any] = [old_day, new_day]
             if converted is not None:
                 patient.end_hold(hold_id=converted, outcome="converted")
@@ -376,7 +482,10 @@ class Scheduling:
         return self.executor.run(command, idem)
 
     def cancel(
-        self, scope: Scope, appointment_id: UUID, reason: str | None,
+        self,
+        scope: Scope,
+        appointment_id: UUID,
+        reason: str | None,
         idem: IdempotencyKey | None = None,
     ) -> Decision:
         def command() -> Plan:

@@ -53,10 +53,13 @@ def _immutable(conn: psycopg.Connection, table: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_trigger WHERE tgname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(
-                sql.SQL("CREATE TRIGGER {} BEFORE " + what + " ON {} " + level
-                        + " EXECUTE FUNCTION booking_refuse_change()").format(
-                    sql.Identifier(name), sql.Identifier(table)
-                )
+                sql.SQL(
+                    "CREATE TRIGGER {} BEFORE "
+                    + what
+                    + " ON {} "
+                    + level
+                    + " EXECUTE FUNCTION booking_refuse_change()"
+                ).format(sql.Identifier(name), sql.Identifier(table))
             )
 
 
@@ -84,10 +87,14 @@ def prepare_database(admin_url: str, runtime_url: str, cipher_key: str) -> None:
                     )
                     _immutable(conn, table)
                 conn.execute(
-                    sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(role)
+                    sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(
+                        role
+                    )
                 )
                 conn.execute(
-                    sql.SQL("GRANT SELECT, INSERT, UPDATE (revoked_at) ON booking_tokens TO {}").format(role)
+                    sql.SQL(
+                        "GRANT SELECT, INSERT, UPDATE (revoked_at) ON booking_tokens TO {}"
+                    ).format(role)
                 )
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))

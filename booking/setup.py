@@ -50,7 +50,11 @@ class Setup:
         return self.executor.run(command, idem)
 
     def create_provider(
-        self, scope: Scope, provider_id: str, name: str, timezone: str | None,
+        self,
+        scope: Scope,
+        provider_id: str,
+        name: str,
+        timezone: str | None,
         idem: IdempotencyKey | None = None,
     ) -> Decision:
         def command() -> Plan:
@@ -58,7 +62,9 @@ class Setup:
             if exists(self.store, Provider, scope.tenant_id, provider_id):
                 raise AlreadyExists(f"provider {provider_id!r} already exists")
             provider = Provider(
-                tenant_id=scope.tenant_id, provider_id=provider_id, name=name,
+                tenant_id=scope.tenant_id,
+                provider_id=provider_id,
+                name=name,
                 timezone=timezone or tenant.timezone,
             )
             tenant.add_provider(provider_id)
@@ -67,14 +73,20 @@ class Setup:
         return self.executor.run(command, idem)
 
     def create_appointment_type(
-        self, scope: Scope, type_id: str, name: str, duration_minutes: int,
+        self,
+        scope: Scope,
+        type_id: str,
+        name: str,
+        duration_minutes: int,
         idem: IdempotencyKey | None = None,
     ) -> Decision:
         def command() -> Plan:
             if exists(self.store, AppointmentType, scope.tenant_id, type_id):
                 raise AlreadyExists(f"appointment type {type_id!r} already exists")
             kind = AppointmentType(
-                tenant_id=scope.tenant_id, type_id=type_id, name=name,
+                tenant_id=scope.tenant_id,
+                type_id=type_id,
+                name=name,
                 duration_minutes=duration_minutes,
             )
             return Plan(kind, 201, "appointment-type")
@@ -82,18 +94,24 @@ class Setup:
         return self.executor.run(command, idem)
 
     def set_weekly_hours(
-        self, scope: Scope, provider_id: str, hours: list[dict[str, Any]],
+        self,
+        scope: Scope,
+        provider_id: str,
+        hours: list[dict[str, Any]],
         idem: IdempotencyKey | None = None,
     ) -> Decision:
         def command() -> Plan:
-            load(self.store, Provider, scope.tenant_id, provider_id,
-                 what=f"provider {provider_id!r}")
+            load(
+                self.store, Provider, scope.tenant_id, provider_id, what=f"provider {provider_id!r}"
+            )
             try:
                 current: WeeklyHours = self.store.repository.get(
                     WeeklyHours.create_id(scope.tenant_id, provider_id)
                 )
             except AggregateNotFoundError:
-                current = WeeklyHours(tenant_id=scope.tenant_id, provider_id=provider_id, hours=hours)
+                current = WeeklyHours(
+                    tenant_id=scope.tenant_id, provider_id=provider_id, hours=hours
+                )
             else:
                 current.change(hours)
             return Plan(current, 200, "weekly-hours")
@@ -103,15 +121,25 @@ class Setup:
         return decision
 
     def register_patient(
-        self, scope: Scope, patient_ref: str, name: str, phone: str | None,
-        birth_date: str | None, language: str | None, idem: IdempotencyKey | None = None,
+        self,
+        scope: Scope,
+        patient_ref: str,
+        name: str,
+        phone: str | None,
+        birth_date: str | None,
+        language: str | None,
+        idem: IdempotencyKey | None = None,
     ) -> Decision:
         def command() -> Plan:
             if exists(self.store, Patient, scope.tenant_id, patient_ref):
                 raise AlreadyExists(f"patient {patient_ref!r} already exists")
             patient = Patient(
-                tenant_id=scope.tenant_id, patient_ref=patient_ref, name=name, phone=phone,
-                birth_date=birth_date, language=language,
+                tenant_id=scope.tenant_id,
+                patient_ref=patient_ref,
+                name=name,
+                phone=phone,
+                birth_date=birth_date,
+                language=language,
             )
             return Plan(patient, 201, "patient")
 

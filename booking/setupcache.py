@@ -20,8 +20,9 @@ from booking.store import SchedulingApp
 
 
 class SetupCache:
-    def __init__(self, store: SchedulingApp, ttl: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, store: SchedulingApp, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.store = store
         self.ttl = ttl
         self.clock = clock

@@ -36,7 +36,11 @@ class SchedulingApp(Application):  # type: ignore[type-arg]
 
 
 def store_env(
-    database_url: str, cipher_key: str, *, create_tables: bool, pool_size: int = 10,
+    database_url: str,
+    cipher_key: str,
+    *,
+    create_tables: bool,
+    pool_size: int = 10,
 ) -> dict[str, str]:
     """eventsourcing settings for one PostgreSQL URL (TCP host or Unix-socket directory)."""
     params: dict[str, Any] = conninfo_to_dict(database_url)

@@ -51,19 +51,30 @@ class TokenStore:
         self._lock = threading.Lock()
 
     def is_admin(self, token: str) -> bool:
-        return self.admin_digest is not None and hmac.compare_digest(_digest(token), self.admin_digest)
+        return self.admin_digest is not None and hmac.compare_digest(
+            _digest(token), self.admin_digest
+        )
 
     def issue(
-        self, tenant_id: str, role: str, patient_ref: str | None, call_id: str | None,
-        ttl_seconds: int | None, idem: IdempotencyKey | None = None,
+        self,
+        tenant_id: str,
+        role: str,
+        patient_ref: str | None,
+        call_id: str | None,
+        ttl_seconds: int | None,
+        idem: IdempotencyKey | None = None,
     ) -> IssuedToken:
         """Store a new token's hash. The secret is shown once: a repeated Idempotency-Key gets
         409 token-already-issued naming the token, never the secret again."""
         token = PREFIX + secrets.token_urlsafe(32)
         now = self.clock.now()
         issued = IssuedToken(
-            token=token, token_id=uuid4(), role=role, tenant_id=tenant_id,
-            patient_ref=patient_ref, call_id=call_id,
+            token=token,
+            token_id=uuid4(),
+            role=role,
+            tenant_id=tenant_id,
+            patient_ref=patient_ref,
+            call_id=call_id,
             expires_at=now + timedelta(seconds=ttl_seconds or DEFAULT_TTL[role]),
         )
         idem_key = _digest(f"{idem.scope}\n{idem.key}") if idem else None
@@ -73,8 +84,18 @@ class TokenStore:
                     "INSERT INTO booking_tokens (token_id, token_hash, tenant_id, role,"
                     " patient_ref, call_id, created_at, expires_at, idempotency_key,"
                     " request_fingerprint) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (issued.token_id, _digest(token), tenant_id, role, patient_ref, call_id, now,
-                     issued.expires_at, idem_key, idem.fingerprint if idem else None),
+                    (
+                        issued.token_id,
+                        _digest(token),
+                        tenant_id,
+                        role,
+                        patient_ref,
+                        call_id,
+                        now,
+                        issued.expires_at,
+                        idem_key,
+                        idem.fingerprint if idem else None,
+                    ),
                 )
         except Exception as exc:
             if idem is None or not isinstance(exc.__cause__ or exc, psycopg.errors.UniqueViolation):
@@ -82,7 +103,8 @@ class TokenStore:
             with self.datastore.transaction(commit=False) as curs:
                 curs.execute(
                     "SELECT token_id, request_fingerprint FROM booking_tokens"
-                    " WHERE idempotency_key = %s", (idem_key,),
+                    " WHERE idempotency_key = %s",
+                    (idem_key,),
                 )
                 row = curs.fetchone()
             if row is None:
@@ -125,6 +147,9 @@ class TokenStore:
         if row is None or row["revoked_at"] is not None or row["expires_at"] <= self.clock.now():
             return None
         return Scope(
-            tenant_id=row["tenant_id"], role=row["role"], token_id=str(row["token_id"]),
-            patient_ref=row["patient_ref"], call_id=row["call_id"],
+            tenant_id=row["tenant_id"],
+            role=row["role"],
+            token_id=str(row["token_id"]),
+            patient_ref=row["patient_ref"],
+            call_id=row["call_id"],
         )

@@ -46,8 +46,9 @@ class EventLog:
     """The app's event store, read back and decoded (events are encrypted at rest)."""
 
     def __init__(self, server: LiveServer) -> None:
-        self.store: SchedulingApp = open_store(server.settings.database_url,
-                                               server.settings.cipher_key)
+        self.store: SchedulingApp = open_store(
+            server.settings.database_url, server.settings.cipher_key
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -63,16 +64,20 @@ class EventLog:
                 start, 500, topics=list(topics), inclusive_of_start=False
             )
             for notification in batch:
-                found.append(StoredEvent(
-                    position=notification.id, topic=notification.topic,
-                    event=self.store.mapper.to_domain_event(notification),
-                ))
+                found.append(
+                    StoredEvent(
+                        position=notification.id,
+                        topic=notification.topic,
+                        event=self.store.mapper.to_domain_event(notification),
+                    )
+                )
             if len(batch) < 500:
                 return found
             start = batch[-1].id
 
-    def appointment_events(self, topic: str = APPOINTMENT_BOOKED,
-                           after: int = 0) -> list[StoredEvent]:
+    def appointment_events(
+        self, topic: str = APPOINTMENT_BOOKED, after: int = 0
+    ) -> list[StoredEvent]:
         return self.events(after, (topic,))
 
 
@@ -94,30 +99,43 @@ def iso(instant: datetime) -> str:
 
 
 def open_slots(
-    client: httpx.Client, tenant: Tenant, practice: Practice, *, days_from: int = 1,
-    days: int = 10, limit: int = 50, headers: dict[str, str] | None = None,
+    client: httpx.Client,
+    tenant: Tenant,
+    practice: Practice,
+    *,
+    days_from: int = 1,
+    days: int = 10,
+    limit: int = 50,
+    headers: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Open slots of ``practice``'s type in the ``days`` days from UTC midnight ``days_from`` days
     after the run started (see ANCHOR), earliest first."""
     body = {
-        "type_id": practice.type_id, "provider_id": practice.provider_id,
+        "type_id": practice.type_id,
+        "provider_id": practice.provider_id,
         "start_from": iso(ANCHOR + timedelta(days=days_from)),
-        "start_to": iso(ANCHOR + timedelta(days=days_from + days)), "limit": limit,
+        "start_to": iso(ANCHOR + timedelta(days=days_from + days)),
+        "limit": limit,
     }
-    answer = expect(client.post("/v1/agent/availability", json=body,
-                                headers=headers or tenant.agent_headers), 200)
+    answer = expect(
+        client.post("/v1/agent/availability", json=body, headers=headers or tenant.agent_headers),
+        200,
+    )
     return list(answer["slots"])
 
 
-def assert_problem(response: httpx.Response, status: int,
-                   type_suffix: str | None = None) -> dict[str, Any]:
+def assert_problem(
+    response: httpx.Response, status: int, type_suffix: str | None = None
+) -> dict[str, Any]:
     """``response`` is an RFC 9457 problem of ``status``, its ``type`` ending in ``type_suffix``."""
     assert response.status_code == status, (
         f"{response.request.method} {response.request.url.path} answered "
         f"{response.status_code}, expected {status}: {response.text}"
     )
     assert response.headers.get("content-type", "").startswith(PROBLEM_MEDIA_TYPE), (
-        response.headers.get("content-type"), response.text)
+        response.headers.get("content-type"),
+        response.text,
+    )
     problem = response.json()
     assert isinstance(problem, dict), problem
     assert problem.get("status") == status, problem

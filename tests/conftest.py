@@ -43,7 +43,8 @@ def database(pg_cluster: PgCluster, request: pytest.FixtureRequest) -> Iterator[
 
 @pytest.fixture(scope="module")
 def live_server(
-    database: tuple[str, str], tmp_path_factory: pytest.TempPathFactory,
+    database: tuple[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
 ) -> Iterator[LiveServer]:
     """The real app (``api.app.create_app``) served over HTTP on a free local port.

@@ -40,8 +40,9 @@ def log(live_server: LiveServer) -> Iterator[EventLog]:
     yield from event_log(live_server)
 
 
-def race(server: LiveServer, calls: list[Callable[[httpx.Client], httpx.Response]]
-         ) -> list[httpx.Response]:
+def race(
+    server: LiveServer, calls: list[Callable[[httpx.Client], httpx.Response]]
+) -> list[httpx.Response]:
     """Run every call on its own thread and client, all released at the same moment."""
     barrier = threading.Barrier(len(calls))
     results: list[Any] = [None] * len(calls)
@@ -99,7 +100,8 @@ def test_twenty_patients_racing_for_one_slot_get_exactly_one_booking(
             assert utc(alternative["start"]) != utc(contested["start"]), alternative
 
     booked_here = [
-        e for e in log.appointment_events(APPOINTMENT_BOOKED)
+        e
+        for e in log.appointment_events(APPOINTMENT_BOOKED)
         if e.event.tenant_id == tenant.tenant_id
         and e.event.provider_id == practice.provider_id
         and e.event.start == utc(contested["start"])
@@ -115,8 +117,9 @@ def test_only_the_winner_holds_the_slot_afterwards(
     appointments = []
     with live_server.client() as client:
         for patient_ref in practice.patients[:RACERS]:
-            answer = client.get(f"/v1/agent/patients/{patient_ref}/appointments",
-                                headers=tenant.agent_headers)
+            answer = client.get(
+                f"/v1/agent/patients/{patient_ref}/appointments", headers=tenant.agent_headers
+            )
             assert answer.status_code == 200, answer.text
             appointments.extend(answer.json()["appointments"])
         slots = open_slots(client, tenant, practice, days_from=2, days=1)
@@ -135,7 +138,8 @@ def test_one_patient_racing_for_four_holds_gets_exactly_three(
 
     def hold(slot_id: str) -> Callable[[httpx.Client], httpx.Response]:
         return lambda client: client.post(
-            "/v1/agent/holds", json={"slot_id": slot_id, "patient_ref": "holder"},
+            "/v1/agent/holds",
+            json={"slot_id": slot_id, "patient_ref": "holder"},
             headers=tenant.agent_headers,
         )
 

@@ -20,20 +20,26 @@ from booking.calendar import (
     zone,
 )
 
-HOURS = [Interval(d, time(0, 30), time(3, 15)) for d in range(7)] + [
-    Interval(d, time(9, 0), time(12, 0)) for d in range(5)
-] + [Interval(6, time(13, 10), time(17, 0))]
+HOURS = (
+    [Interval(d, time(0, 30), time(3, 15)) for d in range(7)]
+    + [Interval(d, time(9, 0), time(12, 0)) for d in range(5)]
+    + [Interval(6, time(13, 10), time(17, 0))]
+)
 
 
 @pytest.mark.parametrize("tz_name", ["America/New_York", "Europe/London", "Australia/Lord_Howe"])
 @pytest.mark.parametrize("minutes", [15, 30, 60])
-@pytest.mark.parametrize("first", [date(2027, 3, 9), date(2027, 3, 25), date(2027, 10, 28),
-                                   date(2027, 11, 4)])
+@pytest.mark.parametrize(
+    "first", [date(2027, 3, 9), date(2027, 3, 25), date(2027, 10, 28), date(2027, 11, 4)]
+)
 def test_slot_at_finds_exactly_the_generated_slots(tz_name: str, minutes: int, first: date) -> None:
     tz, duration = zone(tz_name), timedelta(minutes=minutes)
     last = first + timedelta(days=6)
-    generated = {s.start: s for d in dates_between(first, last)
-                 for s in day_slots(d, tz, HOURS, duration, "p", "t")}
+    generated = {
+        s.start: s
+        for d in dates_between(first, last)
+        for s in day_slots(d, tz, HOURS, duration, "p", "t")
+    }
     base = datetime(first.year, first.month, first.day, 12, tzinfo=UTC)
     for step in range(0, 5 * 24 * 60, 5):
         instant = base + timedelta(minutes=step)

@@ -41,13 +41,19 @@ def log(live_server: LiveServer) -> Iterator[EventLog]:
     yield from event_log(live_server)
 
 
-def book(server: LiveServer, tenant: Tenant, practice: Practice, patient_ref: str,
-         index: int) -> dict[str, Any]:
+def book(
+    server: LiveServer, tenant: Tenant, practice: Practice, patient_ref: str, index: int
+) -> dict[str, Any]:
     with server.client() as client:
         slot = open_slots(client, tenant, practice, days_from=1, days=3)[index]
-        return expect(client.post("/v1/agent/bookings",
-                                  json={"patient_ref": patient_ref, "slot_id": slot["slot_id"]},
-                                  headers=tenant.agent_headers), 201)
+        return expect(
+            client.post(
+                "/v1/agent/bookings",
+                json={"patient_ref": patient_ref, "slot_id": slot["slot_id"]},
+                headers=tenant.agent_headers,
+            ),
+            201,
+        )
 
 
 def confirm(server: LiveServer, headers: dict[str, str], code: str) -> Any:
@@ -80,7 +86,8 @@ def test_a_booked_code_is_confirmed_with_the_stored_event_as_evidence(
     assert evidence["version"] == latest.version
     assert evidence["position"] == latest.position
     assert evidence["event_id"] == str(
-        uuid.uuid5(EVENT_NAMESPACE, f"{evidence['stream_id']}:{evidence['version']}"))
+        uuid.uuid5(EVENT_NAMESPACE, f"{evidence['stream_id']}:{evidence['version']}")
+    )
     assert utc(evidence["recorded_at"]) == latest.event.timestamp
     # the booking's own evidence named the same event
     assert alice_booking["evidence"] == evidence
@@ -90,8 +97,12 @@ def test_a_code_read_aloud_in_lower_case_with_dashes_and_spaces_still_verifies(
     live_server: LiveServer, tenant: Tenant, alice_booking: dict[str, Any]
 ) -> None:
     code = alice_booking["confirmation_code"]
-    for spoken in (code.lower(), "-".join(code.lower()), f"{code[:3]} {code[3:]}".lower(),
-                   f"{code[:3]}-{code[3:]}"):
+    for spoken in (
+        code.lower(),
+        "-".join(code.lower()),
+        f"{code[:3]} {code[3:]}".lower(),
+        f"{code[:3]}-{code[3:]}",
+    ):
         response = confirm(live_server, tenant.agent_headers, spoken)
         assert response.status_code == 200, (spoken, response.text)
         assert response.json()["confirmed"] is True
@@ -103,8 +114,14 @@ def test_a_cancelled_appointment_is_not_confirmed(
 ) -> None:
     booking = book(live_server, tenant, practice, "alice", 1)
     with live_server.client() as client:
-        expect(client.post(f"/v1/agent/appointments/{booking['appointment_id']}/cancel",
-                           json={}, headers=tenant.agent_headers), 200)
+        expect(
+            client.post(
+                f"/v1/agent/appointments/{booking['appointment_id']}/cancel",
+                json={},
+                headers=tenant.agent_headers,
+            ),
+            200,
+        )
     response = confirm(live_server, tenant.agent_headers, booking["confirmation_code"])
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -113,8 +130,9 @@ def test_a_cancelled_appointment_is_not_confirmed(
     assert answer["appointment_id"] == booking["appointment_id"]
 
 
-def test_a_code_never_issued_is_not_found(live_server: LiveServer, tenant: Tenant,
-                                          alice_booking: dict[str, Any]) -> None:
+def test_a_code_never_issued_is_not_found(
+    live_server: LiveServer, tenant: Tenant, alice_booking: dict[str, Any]
+) -> None:
     issued = alice_booking["confirmation_code"]
     never = "ZZZZZZZ" if issued != "ZZZZZZZ" else "YYYYYYY"
     for code in (never, "hello!!", "12", "A" * 40):
@@ -130,8 +148,9 @@ def test_a_code_of_another_tenant_is_not_found(
     own = confirm(live_server, other_tenant.agent_headers, theirs["confirmation_code"])
     assert own.status_code == 200 and own.json()["confirmed"] is True, own.text
     # … and does not exist for anybody else
-    problem = assert_problem(confirm(live_server, tenant.agent_headers,
-                                     theirs["confirmation_code"]), 404)
+    problem = assert_problem(
+        confirm(live_server, tenant.agent_headers, theirs["confirmation_code"]), 404
+    )
     assert problem.get("confirmed") is False
     assert theirs["appointment_id"] not in problem["detail"]
 

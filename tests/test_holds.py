@@ -44,15 +44,20 @@ class Story:
 
 def hold(server: LiveServer, tenant: Tenant, patient_ref: str, slot: dict[str, Any]) -> Any:
     with server.client() as client:
-        return client.post("/v1/agent/holds",
-                           json={"slot_id": slot["slot_id"], "patient_ref": patient_ref},
-                           headers=tenant.agent_headers)
+        return client.post(
+            "/v1/agent/holds",
+            json={"slot_id": slot["slot_id"], "patient_ref": patient_ref},
+            headers=tenant.agent_headers,
+        )
 
 
 def book(server: LiveServer, tenant: Tenant, patient_ref: str, **target: str) -> Any:
     with server.client() as client:
-        return client.post("/v1/agent/bookings", json={"patient_ref": patient_ref, **target},
-                           headers=tenant.agent_headers)
+        return client.post(
+            "/v1/agent/bookings",
+            json={"patient_ref": patient_ref, **target},
+            headers=tenant.agent_headers,
+        )
 
 
 def offered(server: LiveServer, tenant: Tenant, practice: Practice) -> set[str]:
@@ -83,8 +88,9 @@ def test_nobody_else_can_hold_or_book_a_held_slot(
 ) -> None:
     before = log.max_position()
     assert_problem(hold(live_server, tenant, "pat-b", slots[0]), 409, "slot-unavailable")
-    assert_problem(book(live_server, tenant, "pat-b", slot_id=slots[0]["slot_id"]), 409,
-                   "slot-unavailable")
+    assert_problem(
+        book(live_server, tenant, "pat-b", slot_id=slots[0]["slot_id"]), 409, "slot-unavailable"
+    )
     assert log.max_position() == before
 
 
@@ -99,7 +105,10 @@ def test_an_expired_hold_frees_the_slot_without_any_job(
 
 
 def test_booking_with_an_expired_hold_is_refused(
-    live_server: LiveServer, tenant: Tenant, practice: Practice, slots: list[dict[str, Any]],
+    live_server: LiveServer,
+    tenant: Tenant,
+    practice: Practice,
+    slots: list[dict[str, Any]],
     log: EventLog,
 ) -> None:
     slot = slots[1]
@@ -115,7 +124,10 @@ def test_booking_with_an_expired_hold_is_refused(
 
 
 def test_booking_from_a_hold_converts_it(
-    live_server: LiveServer, tenant: Tenant, practice: Practice, slots: list[dict[str, Any]],
+    live_server: LiveServer,
+    tenant: Tenant,
+    practice: Practice,
+    slots: list[dict[str, Any]],
     log: EventLog,
 ) -> None:
     slot = slots[2]

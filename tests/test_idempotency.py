@@ -52,8 +52,9 @@ def key() -> dict[str, str]:
     return {"Idempotency-Key": f"k-{uuid.uuid4()}"}
 
 
-def bookings_of(log: EventLog, appointment_ids: set[str] | None = None, start: Any = None
-                ) -> list[Any]:
+def bookings_of(
+    log: EventLog, appointment_ids: set[str] | None = None, start: Any = None
+) -> list[Any]:
     events = log.appointment_events(APPOINTMENT_BOOKED)
     if start is not None:
         events = [e for e in events if e.event.start == utc(start)]
@@ -90,9 +91,11 @@ def test_a_reordered_body_with_equal_json_is_the_same_request(
 ) -> None:
     headers = {**tenant.agent_headers, **key()}
     with live_server.client() as client:
-        first = client.post("/v1/agent/bookings",
-                            json={"patient_ref": "pat-1", "slot_id": slots[1]["slot_id"]},
-                            headers=headers)
+        first = client.post(
+            "/v1/agent/bookings",
+            json={"patient_ref": "pat-1", "slot_id": slots[1]["slot_id"]},
+            headers=headers,
+        )
         assert first.status_code == 201, first.text
         before = log.max_position()
         again = client.post(
@@ -108,7 +111,10 @@ def test_a_reordered_body_with_equal_json_is_the_same_request(
 
 @pytest.mark.parametrize("round_", range(8))
 def test_concurrent_duplicates_all_get_the_one_answer(
-    live_server: LiveServer, tenant: Tenant, slots: list[dict[str, Any]], log: EventLog,
+    live_server: LiveServer,
+    tenant: Tenant,
+    slots: list[dict[str, Any]],
+    log: EventLog,
     round_: int,
 ) -> None:
     """Three copies of one request sent at once (repeated over a few rounds, as a race may hide)."""
@@ -137,7 +143,8 @@ def test_concurrent_duplicates_all_get_the_one_answer(
     assert [r.status_code for r in results] == [201, 201, 201], [r.text for r in results]
     assert len({r.content for r in results}) == 1, [r.text for r in results]
     assert sum(1 for r in results if r.headers.get(REPLAYED) != "true") == 1, [
-        dict(r.headers) for r in results]
+        dict(r.headers) for r in results
+    ]
     appointment_id = results[0].json()["appointment_id"]
     assert [str(e.stream_id) for e in bookings_of(log, start=slot["start"])] == [appointment_id]
 
@@ -147,13 +154,20 @@ def test_the_same_key_with_another_body_is_refused(
 ) -> None:
     headers = {**tenant.agent_headers, **key()}
     with live_server.client() as client:
-        expect(client.post("/v1/agent/bookings",
-                           json={"patient_ref": "pat-3", "slot_id": slots[3]["slot_id"]},
-                           headers=headers), 201)
+        expect(
+            client.post(
+                "/v1/agent/bookings",
+                json={"patient_ref": "pat-3", "slot_id": slots[3]["slot_id"]},
+                headers=headers,
+            ),
+            201,
+        )
         before = log.max_position()
-        reused = client.post("/v1/agent/bookings",
-                             json={"patient_ref": "pat-3", "slot_id": slots[4]["slot_id"]},
-                             headers=headers)
+        reused = client.post(
+            "/v1/agent/bookings",
+            json={"patient_ref": "pat-3", "slot_id": slots[4]["slot_id"]},
+            headers=headers,
+        )
     assert_problem(reused, 422)
     assert reused.json()["type"] == "/problems/idempotency-key-reuse"
     assert log.max_position() == before
@@ -166,8 +180,9 @@ def test_a_key_belongs_to_the_token_that_sent_it(
     other_agent = tenant.token("agent")
     body = {"patient_ref": "pat-4", "slot_id": slots[5]["slot_id"]}
     with live_server.client() as client:
-        first = client.post("/v1/agent/bookings", json=body,
-                            headers={**tenant.agent_headers, **shared})
+        first = client.post(
+            "/v1/agent/bookings", json=body, headers={**tenant.agent_headers, **shared}
+        )
         assert first.status_code == 201, first.text
 
         # the same key and body from another token is a new request: the slot is taken now
@@ -177,14 +192,17 @@ def test_a_key_belongs_to_the_token_that_sent_it(
 
         # and the same key with another body is not a key reuse for that token
         other_body = {"patient_ref": "pat-4", "slot_id": slots[6]["slot_id"]}
-        second = client.post("/v1/agent/bookings", json=other_body,
-                             headers={**other_agent, **shared})
+        second = client.post(
+            "/v1/agent/bookings", json=other_body, headers={**other_agent, **shared}
+        )
     assert second.status_code == 201, second.text
     assert REPLAYED not in second.headers
     assert second.json()["appointment_id"] != first.json()["appointment_id"]
     assert utc(second.json()["start"]) == utc(slots[6]["start"])
-    assert len(bookings_of(log, {first.json()["appointment_id"],
-                                 second.json()["appointment_id"]})) == 2
+    assert (
+        len(bookings_of(log, {first.json()["appointment_id"], second.json()["appointment_id"]}))
+        == 2
+    )
 
 
 def test_an_error_answer_is_not_stored_and_a_retry_is_decided_afresh(
@@ -194,26 +212,39 @@ def test_an_error_answer_is_not_stored_and_a_retry_is_decided_afresh(
     retried_key = key()
     body = {"patient_ref": "pat-2", "slot_id": contested["slot_id"]}
     with live_server.client() as client:
-        blocking = expect(client.post(
-            "/v1/agent/bookings", json={"patient_ref": "pat-1", "slot_id": contested["slot_id"]},
-            headers={**tenant.agent_headers, **key()}), 201)
+        blocking = expect(
+            client.post(
+                "/v1/agent/bookings",
+                json={"patient_ref": "pat-1", "slot_id": contested["slot_id"]},
+                headers={**tenant.agent_headers, **key()},
+            ),
+            201,
+        )
 
-        refused = client.post("/v1/agent/bookings", json=body,
-                              headers={**tenant.agent_headers, **retried_key})
+        refused = client.post(
+            "/v1/agent/bookings", json=body, headers={**tenant.agent_headers, **retried_key}
+        )
         assert_problem(refused, 409, "slot-unavailable")
         assert REPLAYED not in refused.headers
 
-        expect(client.post(f"/v1/agent/appointments/{blocking['appointment_id']}/cancel",
-                           json={"reason": "patient called back"},
-                           headers={**tenant.agent_headers, **key()}), 200)
+        expect(
+            client.post(
+                f"/v1/agent/appointments/{blocking['appointment_id']}/cancel",
+                json={"reason": "patient called back"},
+                headers={**tenant.agent_headers, **key()},
+            ),
+            200,
+        )
 
-        retried = client.post("/v1/agent/bookings", json=body,
-                              headers={**tenant.agent_headers, **retried_key})
+        retried = client.post(
+            "/v1/agent/bookings", json=body, headers={**tenant.agent_headers, **retried_key}
+        )
         assert retried.status_code == 201, retried.text
         assert REPLAYED not in retried.headers
 
-        replayed = client.post("/v1/agent/bookings", json=body,
-                               headers={**tenant.agent_headers, **retried_key})
+        replayed = client.post(
+            "/v1/agent/bookings", json=body, headers={**tenant.agent_headers, **retried_key}
+        )
     assert replayed.status_code == 201
     assert replayed.content == retried.content
     assert replayed.headers.get(REPLAYED) == "true"

@@ -51,12 +51,22 @@ def b_world(live_server: LiveServer, tenant_b: Tenant, practice_b: Practice) -> 
     """What tenant B has: an appointment, a hold, and a free slot."""
     with live_server.client() as client:
         slots = open_slots(client, tenant_b, practice_b, days_from=1, days=3)
-        appointment = expect(client.post(
-            "/v1/agent/bookings", json={"patient_ref": "b-pat", "slot_id": slots[0]["slot_id"]},
-            headers=tenant_b.agent_headers), 201)
-        hold = expect(client.post("/v1/agent/holds",
-                                  json={"patient_ref": "b-pat", "slot_id": slots[1]["slot_id"]},
-                                  headers=tenant_b.agent_headers), 201)
+        appointment = expect(
+            client.post(
+                "/v1/agent/bookings",
+                json={"patient_ref": "b-pat", "slot_id": slots[0]["slot_id"]},
+                headers=tenant_b.agent_headers,
+            ),
+            201,
+        )
+        hold = expect(
+            client.post(
+                "/v1/agent/holds",
+                json={"patient_ref": "b-pat", "slot_id": slots[1]["slot_id"]},
+                headers=tenant_b.agent_headers,
+            ),
+            201,
+        )
     return {"appointment": appointment, "hold": hold, "free_slot": slots[2]}
 
 
@@ -65,16 +75,25 @@ def a_world(live_server: LiveServer, tenant_a: Tenant, practice_a: Practice) -> 
     """Tenant A: a-other has an appointment; a slot is free."""
     with live_server.client() as client:
         slots = open_slots(client, tenant_a, practice_a, days_from=1, days=3)
-        appointment = expect(client.post("/v1/agent/bookings",
-                                         json={"patient_ref": "a-other",
-                                               "slot_id": slots[0]["slot_id"]},
-                                         headers=tenant_a.agent_headers), 201)
+        appointment = expect(
+            client.post(
+                "/v1/agent/bookings",
+                json={"patient_ref": "a-other", "slot_id": slots[0]["slot_id"]},
+                headers=tenant_a.agent_headers,
+            ),
+            201,
+        )
     return {"appointment": appointment, "slots": slots[1:]}
 
 
 def test_another_tenants_ids_do_not_exist_for_a_caller(
-    live_server: LiveServer, tenant_a: Tenant, tenant_b: Tenant, practice_a: Practice,
-    b_world: dict[str, Any], a_world: dict[str, Any], log: EventLog,
+    live_server: LiveServer,
+    tenant_a: Tenant,
+    tenant_b: Tenant,
+    practice_a: Practice,
+    b_world: dict[str, Any],
+    a_world: dict[str, Any],
+    log: EventLog,
 ) -> None:
     a = tenant_a.agent_headers
     theirs = b_world["appointment"]["appointment_id"]
@@ -83,20 +102,26 @@ def test_another_tenants_ids_do_not_exist_for_a_caller(
     with live_server.client() as client:
         attempts = {
             "cancel": client.post(f"/v1/agent/appointments/{theirs}/cancel", json={}, headers=a),
-            "reschedule": client.post(f"/v1/agent/appointments/{theirs}/reschedule",
-                                      json={"slot_id": my_slot}, headers=a),
+            "reschedule": client.post(
+                f"/v1/agent/appointments/{theirs}/reschedule", json={"slot_id": my_slot}, headers=a
+            ),
             "hold for their patient": client.post(
-                "/v1/agent/holds", json={"patient_ref": "b-pat", "slot_id": my_slot}, headers=a),
+                "/v1/agent/holds", json={"patient_ref": "b-pat", "slot_id": my_slot}, headers=a
+            ),
             "book for their patient": client.post(
-                "/v1/agent/bookings", json={"patient_ref": "b-pat", "slot_id": my_slot}, headers=a),
-            "their patient's appointments": client.get("/v1/agent/patients/b-pat/appointments",
-                                                       headers=a),
+                "/v1/agent/bookings", json={"patient_ref": "b-pat", "slot_id": my_slot}, headers=a
+            ),
+            "their patient's appointments": client.get(
+                "/v1/agent/patients/b-pat/appointments", headers=a
+            ),
             "book with their hold": client.post(
                 "/v1/agent/bookings",
-                json={"patient_ref": "a-pat", "hold_id": b_world["hold"]["hold_id"]}, headers=a),
+                json={"patient_ref": "a-pat", "hold_id": b_world["hold"]["hold_id"]},
+                headers=a,
+            ),
             "their confirmation code": client.get(
-                f"/v1/agent/confirmations/{b_world['appointment']['confirmation_code']}",
-                headers=a),
+                f"/v1/agent/confirmations/{b_world['appointment']['confirmation_code']}", headers=a
+            ),
         }
     for what, response in attempts.items():
         problem = assert_problem(response, 404)
@@ -105,31 +130,43 @@ def test_another_tenants_ids_do_not_exist_for_a_caller(
 
 
 def test_a_slot_of_another_tenants_provider_is_unavailable_and_nothing_is_written(
-    live_server: LiveServer, tenant_a: Tenant, tenant_b: Tenant, practice_a: Practice,
-    practice_b: Practice, b_world: dict[str, Any], log: EventLog,
+    live_server: LiveServer,
+    tenant_a: Tenant,
+    tenant_b: Tenant,
+    practice_a: Practice,
+    practice_b: Practice,
+    b_world: dict[str, Any],
+    log: EventLog,
 ) -> None:
     their_slot = b_world["free_slot"]
     before = log.max_position()
     with live_server.client() as client:
-        held = client.post("/v1/agent/holds",
-                           json={"patient_ref": "a-pat", "slot_id": their_slot["slot_id"]},
-                           headers=tenant_a.agent_headers)
-        booked = client.post("/v1/agent/bookings",
-                             json={"patient_ref": "a-pat", "slot_id": their_slot["slot_id"]},
-                             headers=tenant_a.agent_headers)
+        held = client.post(
+            "/v1/agent/holds",
+            json={"patient_ref": "a-pat", "slot_id": their_slot["slot_id"]},
+            headers=tenant_a.agent_headers,
+        )
+        booked = client.post(
+            "/v1/agent/bookings",
+            json={"patient_ref": "a-pat", "slot_id": their_slot["slot_id"]},
+            headers=tenant_a.agent_headers,
+        )
     for response in (held, booked):
         problem = assert_problem(response, 409, "slot-unavailable")
         for alternative in problem.get("alternatives") or []:
             assert alternative["provider_id"] == practice_a.provider_id, alternative
     assert log.max_position() == before
     with live_server.client() as client:
-        still_free = {s["slot_id"] for s in open_slots(client, tenant_b, practice_b, days_from=1,
-                                                       days=3)}
+        still_free = {
+            s["slot_id"] for s in open_slots(client, tenant_b, practice_b, days_from=1, days=3)
+        }
         assert their_slot["slot_id"] in still_free
-        mine = expect(client.get("/v1/agent/patients/b-pat/appointments",
-                                 headers=tenant_b.agent_headers), 200)["appointments"]
+        mine = expect(
+            client.get("/v1/agent/patients/b-pat/appointments", headers=tenant_b.agent_headers), 200
+        )["appointments"]
     assert [(x["appointment_id"], x["status"]) for x in mine] == [
-        (b_world["appointment"]["appointment_id"], "booked")]
+        (b_world["appointment"]["appointment_id"], "booked")
+    ]
 
 
 def test_an_agent_bound_to_one_patient_cannot_act_for_another(
@@ -141,26 +178,38 @@ def test_an_agent_bound_to_one_patient_cannot_act_for_another(
     before = log.max_position()
     with live_server.client() as client:
         attempts = {
-            "hold": client.post("/v1/agent/holds", json={"patient_ref": "a-other", "slot_id": slot},
-                                headers=for_a_pat),
-            "book": client.post("/v1/agent/bookings",
-                                json={"patient_ref": "a-other", "slot_id": slot},
-                                headers=for_a_pat),
+            "hold": client.post(
+                "/v1/agent/holds",
+                json={"patient_ref": "a-other", "slot_id": slot},
+                headers=for_a_pat,
+            ),
+            "book": client.post(
+                "/v1/agent/bookings",
+                json={"patient_ref": "a-other", "slot_id": slot},
+                headers=for_a_pat,
+            ),
             "list": client.get("/v1/agent/patients/a-other/appointments", headers=for_a_pat),
-            "cancel": client.post(f"/v1/agent/appointments/{others}/cancel", json={},
-                                  headers=for_a_pat),
-            "reschedule": client.post(f"/v1/agent/appointments/{others}/reschedule",
-                                      json={"slot_id": slot}, headers=for_a_pat),
+            "cancel": client.post(
+                f"/v1/agent/appointments/{others}/cancel", json={}, headers=for_a_pat
+            ),
+            "reschedule": client.post(
+                f"/v1/agent/appointments/{others}/reschedule",
+                json={"slot_id": slot},
+                headers=for_a_pat,
+            ),
         }
-        for what, response in attempts.items():
+        for _what, response in attempts.items():
             assert_problem(response, 404)
         assert log.max_position() == before
         # the bound token still works for its own patient
-        own = client.post("/v1/agent/holds", json={"patient_ref": "a-pat", "slot_id": slot},
-                          headers=for_a_pat)
+        own = client.post(
+            "/v1/agent/holds", json={"patient_ref": "a-pat", "slot_id": slot}, headers=for_a_pat
+        )
         assert own.status_code == 201, own.text
-        listed = expect(client.get("/v1/agent/patients/a-other/appointments",
-                                   headers=tenant_a.agent_headers), 200)["appointments"]
+        listed = expect(
+            client.get("/v1/agent/patients/a-other/appointments", headers=tenant_a.agent_headers),
+            200,
+        )["appointments"]
     assert [x["status"] for x in listed] == ["booked"]
 
 
@@ -172,24 +221,46 @@ def test_a_valid_token_of_the_wrong_role_is_forbidden(
     with live_server.client() as client:
         refusals = [
             client.post("/v1/admin/tenants", json=new_tenant, headers=tenant_a.staff_headers),
-            client.post(f"/v1/admin/tenants/{tenant_a.tenant_id}/tokens", json={"role": "staff"},
-                        headers=tenant_a.staff_headers),
+            client.post(
+                f"/v1/admin/tenants/{tenant_a.tenant_id}/tokens",
+                json={"role": "staff"},
+                headers=tenant_a.staff_headers,
+            ),
             client.post("/v1/admin/tenants", json=new_tenant, headers=tenant_a.agent_headers),
-            client.post("/v1/staff/providers", json={"provider_id": "dr-x", "name": "X"},
-                        headers=tenant_a.agent_headers),
-            client.post("/v1/staff/patients", json={"patient_ref": "x", "name": "X"},
-                        headers=tenant_a.agent_headers),
-            client.put(f"/v1/staff/providers/{practice_a.provider_id}/weekly-hours",
-                       json={"hours": []}, headers=tenant_a.agent_headers),
+            client.post(
+                "/v1/staff/providers",
+                json={"provider_id": "dr-x", "name": "X"},
+                headers=tenant_a.agent_headers,
+            ),
+            client.post(
+                "/v1/staff/patients",
+                json={"patient_ref": "x", "name": "X"},
+                headers=tenant_a.agent_headers,
+            ),
+            client.put(
+                f"/v1/staff/providers/{practice_a.provider_id}/weekly-hours",
+                json={"hours": []},
+                headers=tenant_a.agent_headers,
+            ),
             client.get("/v1/agent/tools", headers=tenant_a.staff_headers),
-            client.post("/v1/agent/availability",
-                        json={"type_id": "checkup", "start_from": "2027-01-04T00:00:00Z",
-                              "start_to": "2027-01-05T00:00:00Z"}, headers=patient_token),
-            client.post("/v1/staff/providers", json={"provider_id": "dr-x", "name": "X"},
-                        headers=live_server.admin_headers),
+            client.post(
+                "/v1/agent/availability",
+                json={
+                    "type_id": "checkup",
+                    "start_from": "2027-01-04T00:00:00Z",
+                    "start_to": "2027-01-05T00:00:00Z",
+                },
+                headers=patient_token,
+            ),
+            client.post(
+                "/v1/staff/providers",
+                json={"provider_id": "dr-x", "name": "X"},
+                headers=live_server.admin_headers,
+            ),
         ]
-        created = client.post("/v1/admin/tenants", json=new_tenant,
-                              headers=live_server.admin_headers)
+        created = client.post(
+            "/v1/admin/tenants", json=new_tenant, headers=live_server.admin_headers
+        )
     for response in refusals:
         assert_problem(response, 403)
     # the refused admin call wrote nothing: the tenant id is still free
@@ -216,8 +287,11 @@ def test_missing_malformed_unknown_and_expired_tokens_are_unauthorized(
                 ("GET", "/v1/agent/tools", None),
                 ("POST", "/v1/agent/bookings", {"patient_ref": "a-pat", "slot_id": "sl_x"}),
                 ("POST", "/v1/staff/patients", {"patient_ref": "zz", "name": "Z"}),
-                ("POST", "/v1/admin/tenants",
-                 {"tenant_id": "iso-z", "name": "Z", "timezone": "UTC"}),
+                (
+                    "POST",
+                    "/v1/admin/tenants",
+                    {"tenant_id": "iso-z", "name": "Z", "timezone": "UTC"},
+                ),
             ):
                 response = client.request(method, path, json=body, headers=headers)
                 assert response.status_code == 401, (what, method, path, response.text)
@@ -226,12 +300,14 @@ def test_missing_malformed_unknown_and_expired_tokens_are_unauthorized(
         assert client.get("/v1/agent/tools", headers=tenant_a.agent_headers).status_code == 200
 
 
-def test_creating_a_tenant_that_exists_is_a_conflict(live_server: LiveServer,
-                                                     tenant_a: Tenant) -> None:
+def test_creating_a_tenant_that_exists_is_a_conflict(
+    live_server: LiveServer, tenant_a: Tenant
+) -> None:
     with live_server.client() as client:
         for tenant_id in (tenant_a.tenant_id, tenant_a.tenant_id.upper()):
-            again = client.post("/v1/admin/tenants",
-                                json={"tenant_id": tenant_id, "name": "Someone else",
-                                      "timezone": "Europe/Paris"},
-                                headers=live_server.admin_headers)
+            again = client.post(
+                "/v1/admin/tenants",
+                json={"tenant_id": tenant_id, "name": "Someone else", "timezone": "Europe/Paris"},
+                headers=live_server.admin_headers,
+            )
             assert_problem(again, 409)

@@ -25,20 +25,35 @@ def test_phi_is_encrypted_at_rest_and_never_logged(
     tenant = seed_tenant(live_server, "phi-clinic")
     practice = setup_practice(live_server, tenant, patients=())
     with live_server.client() as client:
-        stored = expect(client.post(
-            "/v1/staff/patients",
-            json={"patient_ref": "pat-z", "name": NAME, "phone": PHONE, "birth_date": BIRTH_DATE},
-            headers=tenant.staff_headers,
-        ), 201)
+        stored = expect(
+            client.post(
+                "/v1/staff/patients",
+                json={
+                    "patient_ref": "pat-z",
+                    "name": NAME,
+                    "phone": PHONE,
+                    "birth_date": BIRTH_DATE,
+                },
+                headers=tenant.staff_headers,
+            ),
+            201,
+        )
         assert (stored["name"], stored["phone"], stored["birth_date"]) == (NAME, PHONE, BIRTH_DATE)
         slot = open_slots(client, tenant, practice, days_from=2)[0]
-        expect(client.post("/v1/agent/bookings",
-                           json={"patient_ref": "pat-z", "slot_id": slot["slot_id"]},
-                           headers=tenant.agent_headers), 201)
+        expect(
+            client.post(
+                "/v1/agent/bookings",
+                json={"patient_ref": "pat-z", "slot_id": slot["slot_id"]},
+                headers=tenant.agent_headers,
+            ),
+            201,
+        )
         # a request that fails validation echoes nothing of the body into the logs either
-        client.post("/v1/staff/patients", json={"patient_ref": "pat-y", "name": NAME,
-                                                "phone": "not a phone"},
-                    headers=tenant.staff_headers)
+        client.post(
+            "/v1/staff/patients",
+            json={"patient_ref": "pat-y", "name": NAME, "phone": "not a phone"},
+            headers=tenant.staff_headers,
+        )
 
     with psycopg.connect(live_server.settings.admin_database_url) as conn:
         rows = conn.execute("SELECT topic, state FROM scheduling_events").fetchall()

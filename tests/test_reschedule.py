@@ -56,22 +56,34 @@ def offered_starts(server: LiveServer, tenant: Tenant, practice: Practice) -> se
 
 def appointments_of(server: LiveServer, tenant: Tenant, patient_ref: str) -> list[dict[str, Any]]:
     with server.client() as client:
-        return list(expect(client.get(f"/v1/agent/patients/{patient_ref}/appointments",
-                                      headers=tenant.agent_headers), 200)["appointments"])
+        return list(
+            expect(
+                client.get(
+                    f"/v1/agent/patients/{patient_ref}/appointments", headers=tenant.agent_headers
+                ),
+                200,
+            )["appointments"]
+        )
 
 
 def book(server: LiveServer, tenant: Tenant, patient_ref: str, slot: dict[str, Any]) -> Any:
     with server.client() as client:
-        return client.post("/v1/agent/bookings",
-                           json={"patient_ref": patient_ref, "slot_id": slot["slot_id"]},
-                           headers=tenant.agent_headers)
+        return client.post(
+            "/v1/agent/bookings",
+            json={"patient_ref": patient_ref, "slot_id": slot["slot_id"]},
+            headers=tenant.agent_headers,
+        )
 
 
-def reschedule(server: LiveServer, tenant: Tenant, appointment_id: str,
-               body: dict[str, Any]) -> Any:
+def reschedule(
+    server: LiveServer, tenant: Tenant, appointment_id: str, body: dict[str, Any]
+) -> Any:
     with server.client() as client:
-        return client.post(f"/v1/agent/appointments/{appointment_id}/reschedule", json=body,
-                           headers=tenant.agent_headers)
+        return client.post(
+            f"/v1/agent/appointments/{appointment_id}/reschedule",
+            json=body,
+            headers=tenant.agent_headers,
+        )
 
 
 def test_reschedule_keeps_the_appointment_id_and_code_and_moves_the_time(
@@ -80,8 +92,9 @@ def test_reschedule_keeps_the_appointment_id_and_code_and_moves_the_time(
     old, new = slots[0], slots[3]
     Story.appointment = expect(book(live_server, tenant, "pat-1", old), 201)
 
-    response = reschedule(live_server, tenant, Story.appointment["appointment_id"],
-                          {"slot_id": new["slot_id"]})
+    response = reschedule(
+        live_server, tenant, Story.appointment["appointment_id"], {"slot_id": new["slot_id"]}
+    )
     assert response.status_code == 200, response.text
     moved = response.json()
     Story.rescheduled = moved
@@ -93,8 +106,11 @@ def test_reschedule_keeps_the_appointment_id_and_code_and_moves_the_time(
     assert moved["evidence"]["stream_id"] == moved["appointment_id"]
     assert moved["evidence"]["version"] == Story.appointment["evidence"]["version"] + 1
 
-    stored = [e for e in log.appointment_events(APPOINTMENT_RESCHEDULED)
-              if str(e.stream_id) == moved["appointment_id"]]
+    stored = [
+        e
+        for e in log.appointment_events(APPOINTMENT_RESCHEDULED)
+        if str(e.stream_id) == moved["appointment_id"]
+    ]
     assert len(stored) == 1
     assert stored[0].position == moved["evidence"]["position"]
     assert stored[0].event.start == utc(new["start"])
@@ -103,9 +119,13 @@ def test_reschedule_keeps_the_appointment_id_and_code_and_moves_the_time(
 
 def test_the_code_still_verifies_at_the_new_time(live_server: LiveServer, tenant: Tenant) -> None:
     with live_server.client() as client:
-        answer = expect(client.get(
-            f"/v1/agent/confirmations/{Story.appointment['confirmation_code']}",
-            headers=tenant.agent_headers), 200)
+        answer = expect(
+            client.get(
+                f"/v1/agent/confirmations/{Story.appointment['confirmation_code']}",
+                headers=tenant.agent_headers,
+            ),
+            200,
+        )
     assert answer["confirmed"] is True
     assert utc(answer["start"]) == utc(Story.rescheduled["start"])
     assert answer["evidence"] == Story.rescheduled["evidence"]
@@ -125,25 +145,31 @@ def test_the_old_slot_is_open_again_and_the_new_one_is_taken(
 
     listed = appointments_of(live_server, tenant, "pat-1")
     assert [(a["appointment_id"], utc(a["start"])) for a in listed] == [
-        (Story.appointment["appointment_id"], utc(new["start"]))]
+        (Story.appointment["appointment_id"], utc(new["start"]))
+    ]
 
 
 def test_rescheduling_onto_someone_elses_booking_changes_nothing(
-    live_server: LiveServer, tenant: Tenant, practice: Practice, slots: list[dict[str, Any]],
+    live_server: LiveServer,
+    tenant: Tenant,
+    practice: Practice,
+    slots: list[dict[str, Any]],
     log: EventLog,
 ) -> None:
     old, new = slots[0], slots[3]  # old now belongs to pat-2; pat-1 sits at new
     before = log.max_position()
 
-    refused = reschedule(live_server, tenant, Story.appointment["appointment_id"],
-                         {"slot_id": old["slot_id"]})
+    refused = reschedule(
+        live_server, tenant, Story.appointment["appointment_id"], {"slot_id": old["slot_id"]}
+    )
 
     assert_problem(refused, 409, "slot-unavailable")
     assert log.max_position() == before
     listed = appointments_of(live_server, tenant, "pat-1")
     assert [(a["status"], utc(a["start"])) for a in listed] == [("booked", utc(new["start"]))]
     assert [utc(a["start"]) for a in appointments_of(live_server, tenant, "pat-2")] == [
-        utc(old["start"])]
+        utc(old["start"])
+    ]
     offered = offered_starts(live_server, tenant, practice)
     assert utc(new["start"]) not in offered
     assert utc(old["start"]) not in offered
@@ -156,17 +182,24 @@ def test_reschedule_onto_a_hold_converts_it(
 ) -> None:
     target = slots[5]
     with live_server.client() as client:
-        hold = expect(client.post("/v1/agent/holds",
-                                  json={"slot_id": target["slot_id"], "patient_ref": "pat-1"},
-                                  headers=tenant.agent_headers), 201)
-    moved = reschedule(live_server, tenant, Story.appointment["appointment_id"],
-                       {"hold_id": hold["hold_id"]})
+        hold = expect(
+            client.post(
+                "/v1/agent/holds",
+                json={"slot_id": target["slot_id"], "patient_ref": "pat-1"},
+                headers=tenant.agent_headers,
+            ),
+            201,
+        )
+    moved = reschedule(
+        live_server, tenant, Story.appointment["appointment_id"], {"hold_id": hold["hold_id"]}
+    )
     assert moved.status_code == 200, moved.text
     assert moved.json()["appointment_id"] == Story.appointment["appointment_id"]
     assert utc(moved.json()["start"]) == utc(target["start"])
     # the hold is used up: it cannot move the appointment a second time
-    again = reschedule(live_server, tenant, Story.appointment["appointment_id"],
-                       {"hold_id": hold["hold_id"]})
+    again = reschedule(
+        live_server, tenant, Story.appointment["appointment_id"], {"hold_id": hold["hold_id"]}
+    )
     assert again.status_code == 409, again.text
     assert utc(slots[3]["start"]) in offered_starts(live_server, tenant, practice)
 
@@ -176,15 +209,23 @@ def test_a_cancelled_appointment_cannot_be_rescheduled(
 ) -> None:
     booking = expect(book(live_server, tenant, "pat-3", slots[6]), 201)
     with live_server.client() as client:
-        expect(client.post(f"/v1/agent/appointments/{booking['appointment_id']}/cancel",
-                           json={"reason": "moved away"}, headers=tenant.agent_headers), 200)
+        expect(
+            client.post(
+                f"/v1/agent/appointments/{booking['appointment_id']}/cancel",
+                json={"reason": "moved away"},
+                headers=tenant.agent_headers,
+            ),
+            200,
+        )
     before = log.max_position()
 
-    refused = reschedule(live_server, tenant, booking["appointment_id"],
-                         {"slot_id": slots[7]["slot_id"]})
+    refused = reschedule(
+        live_server, tenant, booking["appointment_id"], {"slot_id": slots[7]["slot_id"]}
+    )
 
     assert_problem(refused, 409)
     assert log.max_position() == before
     listed = appointments_of(live_server, tenant, "pat-3")
     assert [(a["status"], utc(a["start"])) for a in listed] == [
-        ("cancelled", utc(slots[6]["start"]))]
+        ("cancelled", utc(slots[6]["start"]))
+    ]

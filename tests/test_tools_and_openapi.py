@@ -55,8 +55,9 @@ def tenant(live_server: LiveServer) -> Tenant:
 
 def tools(server: LiveServer, tenant: Tenant, fmt: str) -> list[dict[str, Any]]:
     with server.client() as client:
-        answer = expect(client.get("/v1/agent/tools", params={"format": fmt},
-                                   headers=tenant.agent_headers), 200)
+        answer = expect(
+            client.get("/v1/agent/tools", params={"format": fmt}, headers=tenant.agent_headers), 200
+        )
     assert isinstance(answer, list)
     return answer
 
@@ -90,13 +91,17 @@ def by_name(definitions: list[dict[str, Any]], fmt: str) -> dict[str, dict[str, 
             assert item["type"] == "function"
             function = item["function"]
             assert {"name", "description", "parameters"} <= set(function), function
-            found[function["name"]] = {"description": function["description"],
-                                       "parameters": function["parameters"]}
+            found[function["name"]] = {
+                "description": function["description"],
+                "parameters": function["parameters"],
+            }
         else:
             assert {"name", "description", "input_schema"} <= set(item), item
             assert "function" not in item and "parameters" not in item, item
-            found[item["name"]] = {"description": item["description"],
-                                   "parameters": item["input_schema"]}
+            found[item["name"]] = {
+                "description": item["description"],
+                "parameters": item["input_schema"],
+            }
     assert len(found) == len(definitions), "tool names must be unique"
     return found
 
@@ -146,8 +151,10 @@ def test_both_formats_describe_the_same_tools(live_server: LiveServer, tenant: T
 def test_tools_need_a_token_and_a_known_format(live_server: LiveServer, tenant: Tenant) -> None:
     with live_server.client() as client:
         assert_problem(client.get("/v1/agent/tools"), 401)
-        problem = assert_problem(client.get("/v1/agent/tools", params={"format": "xml"},
-                                            headers=tenant.agent_headers), 422)
+        problem = assert_problem(
+            client.get("/v1/agent/tools", params={"format": "xml"}, headers=tenant.agent_headers),
+            422,
+        )
         default = client.get("/v1/agent/tools", headers=tenant.agent_headers)
     assert "format" in error_fields(problem), problem
     assert default.status_code == 200, default.text
@@ -179,7 +186,10 @@ def test_post_and_put_routes_document_422_never_400(openapi: dict[str, Any]) -> 
             assert "400" not in responses, (method, path, sorted(responses))
             assert "422" in responses, (method, path, sorted(responses))
             assert "application/problem+json" in responses["422"].get("content", {}), (
-                method, path, responses["422"])
+                method,
+                path,
+                responses["422"],
+            )
 
 
 def test_v1_routes_document_their_refusals(openapi: dict[str, Any]) -> None:
@@ -191,9 +201,12 @@ def test_v1_routes_document_their_refusals(openapi: dict[str, Any]) -> None:
         assert "400" not in responses, (method, path, sorted(responses))
         if method in ("post", "put"):
             assert "413" in responses, (method, path, sorted(responses))
-    decisions = ["/v1/agent/holds", "/v1/agent/bookings",
-                 "/v1/agent/appointments/{appointment_id}/reschedule",
-                 "/v1/agent/appointments/{appointment_id}/cancel"]
+    decisions = [
+        "/v1/agent/holds",
+        "/v1/agent/bookings",
+        "/v1/agent/appointments/{appointment_id}/reschedule",
+        "/v1/agent/appointments/{appointment_id}/cancel",
+    ]
     for path in decisions:
         responses = openapi["paths"][path]["post"]["responses"]
         assert {"404", "409", "503"} <= set(responses), (path, sorted(responses))

@@ -141,7 +141,7 @@ def docker_engine_available() -> bool:
             return bool(client.ping())
         finally:
             client.close()
-    except Exception:  # noqa: BLE001 (any failure means: no engine to use)
+    except Exception:
         return False
 
 

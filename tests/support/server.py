@@ -83,7 +83,7 @@ class RunningServer:
         try:
             # handing uvicorn a bound socket means the port cannot be taken between choosing and using it
             self._server.run(sockets=[self._socket])
-        except BaseException as exc:  # noqa: BLE001 (SystemExit too: uvicorn exits on a failed startup)
+        except BaseException as exc:
             self._error = exc
 
     def start(self, timeout: float = STARTUP_TIMEOUT_SECONDS) -> None:
@@ -208,7 +208,7 @@ def setup_practice(
     hours: Sequence[Mapping[str, Any]] | None = None,
     patients: Sequence[str] = ("pat-1", "pat-2"),
 ) -> Practice:
-    """A provider with weekly hours (every day 09:00–12:00 unless told), one type, some patients."""
+    """A provider with weekly hours (every day 09:00-12:00 unless told), one type, some patients."""
     hours = business_hours() if hours is None else hours
     headers = tenant.staff_headers
     with server.client() as client:
