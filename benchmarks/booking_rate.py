@@ -1,0 +1,451 @@
+"""Booking throughput side by side on one database, at one concurrency, one phase at a time:
+
+  http    POST /v1/agent/bookings {slot_id} through uvicorn (api.app:create_app) in its own process
+  save    bare app.save of what a booking writes: new Appointment, ConfirmationCode and
+          IdempotentRequest, +1 event on a ProviderDay and a Patient kept in memory (no reads)
+  insert  plain single-row INSERT + COMMIT with psycopg, one connection per thread
+
+Only the ratios mean anything (docs/architecture.md, "Performance facts"). From the repo root:
+    /tmp/venv/bin/python benchmarks/booking_rate.py --seconds 10 --clients 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import itertools
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+from psycopg.conninfo import conninfo_to_dict  # noqa: E402
+
+from booking import embedded  # noqa: E402
+from booking.appointments import Appointment  # noqa: E402
+from booking.calendar import Slot  # noqa: E402
+from booking.codes import new_code  # noqa: E402
+from booking.days import ProviderDay  # noqa: E402
+from booking.indexes import ConfirmationCode, IdempotentRequest  # noqa: E402
+from booking.patients import Patient  # noqa: E402
+from booking.schema import prepare_database  # noqa: E402
+from booking.store import open_store  # noqa: E402
+
+Op = Callable[[], str | None]  # one operation: None on success, else a label for the failure
+TYPE_ID, MINUTES, OPEN, CLOSE = "bench", 15, 8, 20  # 48 slots a day, 08:00-20:00 UTC
+
+
+@dataclass
+class Result:
+    name: str
+    seconds: float
+    ops: int = 0  # successes that ended inside the measured window
+    all_ops: int = 0  # every operation of the phase, warm-up and failures included
+    failures: Counter[str] = field(default_factory=Counter)
+    xacts: int = 0  # transactions the database served during the phase
+
+    @property
+    def rate(self) -> float:
+        return self.ops / self.seconds
+
+
+def measure(name: str, ops: list[Op], warmup: float, seconds: float) -> Result:
+    """Loop every op in its own thread; count the successes that end inside the window."""
+    result, lock = Result(name, seconds), threading.Lock()
+    begin = time.perf_counter() + 0.2
+    start, end = begin + warmup, begin + warmup + seconds
+
+    def loop(op: Op) -> None:
+        ok, done, failed = 0, 0, Counter[str]()
+        time.sleep(max(0.0, begin - time.perf_counter()))
+        while time.perf_counter() < end:
+            try:
+                label = op()
+            except Exception as exc:  # a failure is a result, not a crash
+                label = f"{type(exc).__name__}: {str(exc)[:80]}"
+            now, done = time.perf_counter(), done + 1
+            if label is not None:
+                failed[label] += 1
+            elif start <= now < end:
+                ok += 1
+        with lock:
+            result.ops, result.all_ops = result.ops + ok, result.all_ops + done
+            result.failures.update(failed)
+
+    print(f"[{name}] start: {len(ops)} threads, {warmup:g}s warm-up + {seconds:g}s", flush=True)
+    threads = [threading.Thread(target=loop, args=(op,), daemon=True) for op in ops]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bad = f"; NOT OK: {dict(result.failures)}" if result.failures else ""
+    print(f"[{name}] end: {result.ops} ok in {seconds:g}s = {result.rate:.1f}/s{bad}", flush=True)
+    return result
+
+
+def xact_count(admin_url: str) -> int:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+            " WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def phase(
+    name: str,
+    label: str,
+    admin_url: str,
+    args: argparse.Namespace,
+    build: Callable[[ExitStack], list[Op]],
+) -> Result:
+    """Build a phase's clients, measure them, close them; count the transactions it cost."""
+    with ExitStack() as stack:
+        ops = build(stack)
+        before = xact_count(admin_url)
+        result = measure(name, ops, args.warmup, args.seconds)
+    time.sleep(0.5)  # a backend flushes its statistics when it exits
+    result.name, result.xacts = label, xact_count(admin_url) - before
+    return result
+
+
+def slot_ids(provider_id: str, first: date) -> Iterator[str]:
+    """Every slot of ``provider_id`` from ``first`` on, given the weekly hours we set."""
+    for day in (first + timedelta(days=n) for n in itertools.count()):
+        opening = datetime(day.year, day.month, day.day, OPEN, tzinfo=UTC)
+        for i in range((CLOSE - OPEN) * 60 // MINUTES):
+            s = opening + timedelta(minutes=i * MINUTES)
+            yield Slot(provider_id, TYPE_ID, s, s + timedelta(minutes=MINUTES)).slot_id
+
+
+def start_server(
+    stack: ExitStack, urls: tuple[str, str], key: str, token: str, workers: int
+) -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = {
+        **os.environ,
+        "BOOKING_DATABASE_URL": urls[0],
+        "BOOKING_ADMIN_DATABASE_URL": urls[1],
+        "BOOKING_CIPHER_KEY": key,
+        "BOOKING_ADMIN_TOKEN": token,
+        "PYTHONPATH": str(ROOT),
+        "BOOKING_RATE_LIMIT_PER_SECOND": "1000000",
+    }  # the limiter runs but never refuses
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.app:app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--workers",
+            str(workers),
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        print(f"server process {proc.pid} stopped", flush=True)
+
+    stack.callback(stop)
+    base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(base + "/health", timeout=2).status_code == 200:
+                print(f"server process {proc.pid} listening on {base}", flush=True)
+                return base
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the server did not come up (exit status {proc.poll()})")
+
+
+def setup_tenant(base: str, admin_token: str, clients: int, first: date) -> list[str]:
+    """A tenant with provider dr-<i> and patient pat-<i> per client; one agent token each."""
+    c = httpx.Client(base_url=base, timeout=30)
+
+    def call(method: str, path: str, token: str, body: object) -> Any:
+        r = c.request(method, path, json=body, headers={"Authorization": f"Bearer {token}"})
+        if r.status_code not in (200, 201):
+            raise RuntimeError(f"{method} {path}: {r.status_code} {r.text[:300]}")
+        return r.json()
+
+    tid, admin = "bench-" + secrets.token_hex(4), admin_token
+    call("POST", "/v1/admin/tenants", admin, {"tenant_id": tid, "name": "B", "timezone": "UTC"})
+    staff = call("POST", f"/v1/admin/tenants/{tid}/tokens", admin, {"role": "staff"})["token"]
+    agents = [
+        call(
+            "POST",
+            f"/v1/admin/tenants/{tid}/tokens",
+            admin,
+            {"role": "agent", "ttl_seconds": 86400},
+        )["token"]
+        for _ in range(clients)
+    ]
+    call(
+        "POST",
+        "/v1/staff/appointment-types",
+        staff,
+        {"type_id": TYPE_ID, "name": "Bench", "duration_minutes": MINUTES},
+    )
+    hours = [{"weekday": d, "start": f"{OPEN:02}:00", "end": f"{CLOSE:02}:00"} for d in range(7)]
+    for i in range(clients):
+        call("POST", "/v1/staff/providers", staff, {"provider_id": f"dr-{i}", "name": f"Dr {i}"})
+        call("PUT", f"/v1/staff/providers/dr-{i}/weekly-hours", staff, {"hours": hours})
+        call("POST", "/v1/staff/patients", staff, {"patient_ref": f"pat-{i}", "name": f"P {i}"})
+    # The slot ids we build must be the ones the service offers.
+    opening = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    offered = call(
+        "POST",
+        "/v1/agent/availability",
+        agents[0],
+        {
+            "type_id": TYPE_ID,
+            "provider_id": "dr-0",
+            "start_from": opening.isoformat(),
+            "start_to": (opening + timedelta(days=1)).isoformat(),
+            "limit": 3,
+        },
+    )["slots"]
+    if [s["slot_id"] for s in offered] != list(itertools.islice(slot_ids("dr-0", first), 3)):
+        raise RuntimeError(f"availability offers other slots than expected: {offered}")
+    c.close()
+    return agents
+
+
+def http_op(stack: ExitStack, base: str, agent: str, i: int, first: date) -> Op:
+    client = stack.enter_context(
+        httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {agent}"})
+    )
+    slots = slot_ids(f"dr-{i}", first)
+
+    def op() -> str | None:
+        r = client.post(
+            "/v1/agent/bookings",
+            headers={"Idempotency-Key": str(uuid4())},
+            json={"patient_ref": f"pat-{i}", "slot_id": next(slots)},
+        )
+        if r.status_code == 201:
+            return None
+        title = r.json().get("title", "") if "json" in r.headers.get("content-type", "") else ""
+        return f"{r.status_code} {title}".strip()
+
+    return op
+
+
+def save_ops(stack: ExitStack, runtime_url: str, key: str, clients: int) -> list[Op]:
+    store = open_store(runtime_url, key)
+    stack.callback(store.close)
+    tenant, scope = "bare-" + secrets.token_hex(4), str(uuid4())
+
+    def chain(i: int) -> Op:
+        day = ProviderDay(
+            tenant_id=tenant, provider_id=f"dr-{i}", date="2030-01-01", timezone="UTC"
+        )
+        patient = Patient(
+            tenant_id=tenant,
+            patient_ref=f"pat-{i}",
+            name=f"P {i}",
+            phone=None,
+            birth_date=None,
+            language=None,
+        )
+        store.save(day, patient)
+        starts = (
+            datetime(2030, 1, 1, tzinfo=UTC) + timedelta(minutes=MINUTES * n)
+            for n in itertools.count()
+        )
+
+        def op() -> None:
+            start, code = next(starts), new_code()
+            end = start + timedelta(minutes=MINUTES)
+            appointment = Appointment(
+                tenant_id=tenant,
+                patient_ref=patient.patient_ref,
+                provider_id=day.provider_id,
+                type_id=TYPE_ID,
+                start=start,
+                end=end,
+                timezone="UTC",
+                day_id=day.id,
+                confirmation_code=code,
+                call_id=None,
+                hold_id=None,
+            )
+            index = ConfirmationCode(tenant_id=tenant, code=code, appointment_id=appointment.id)
+            day.book(appointment_id=str(appointment.id), start=start, end=end, hold_id=None)
+            patient.add_appointment(appointment_id=str(appointment.id))
+            request = IdempotentRequest(
+                scope=scope,
+                key=str(uuid4()),
+                fingerprint=hashlib.sha256(b"body").hexdigest(),
+                status_code=201,
+                kind="appointment",
+                stream_id=appointment.id,
+                version=appointment.version,
+                ref=None,
+            )
+            store.save(appointment, day, patient, index, request)
+
+        return op
+
+    return [chain(i) for i in range(clients)]
+
+
+def insert_ops(stack: ExitStack, runtime_url: str, admin_url: str, clients: int) -> list[Op]:
+    role = conninfo_to_dict(runtime_url)["user"]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_scratch")  # left over by a killed run
+        conn.execute("CREATE TABLE bench_scratch (id bigserial PRIMARY KEY, payload text)")
+        conn.execute(f'GRANT INSERT ON bench_scratch TO "{role}"')
+        conn.execute(f'GRANT USAGE ON SEQUENCE bench_scratch_id_seq TO "{role}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE bench_scratch")
+
+    stack.callback(drop)
+
+    def client() -> Op:
+        conn = stack.enter_context(psycopg.connect(runtime_url, autocommit=False))
+
+        def op() -> None:
+            conn.execute("INSERT INTO bench_scratch (payload) VALUES (%s)", ("x" * 100,))
+            conn.commit()
+
+        return op
+
+    return [client() for _ in range(clients)]
+
+
+def database(stack: ExitStack, args: argparse.Namespace) -> tuple[str, str]:
+    if args.database_url or args.admin_database_url:
+        if not (args.database_url and args.admin_database_url):
+            raise SystemExit("give both --database-url and --admin-database-url, or neither")
+        return str(args.database_url), str(args.admin_database_url)
+    home = Path(tempfile.mkdtemp(prefix="booking-bench-"))
+    print(f"starting embedded PostgreSQL in {home}", flush=True)
+    server = embedded.start(home, delete_on_stop=True)
+    stack.callback(print, "embedded PostgreSQL stopped", flush=True)  # callbacks run last first
+    stack.callback(shutil.rmtree, home, ignore_errors=True)
+    stack.callback(server.stop)
+    return embedded.ensure_roles_and_database(server)
+
+
+def report(results: list[Result]) -> None:
+    print(f"\n{'phase':<32}{'ops':>8}{'seconds':>9}{'ops/s':>10}{'tx/op':>7}")
+    for r in results:
+        print(
+            f"{r.name:<32}{r.ops:>8}{r.seconds:>9.1f}{r.rate:>10.1f}"
+            f"{r.xacts / max(1, r.all_ops):>7.1f}"
+        )
+    http, save, insert = (max(r.rate, 1e-9) for r in results)
+    print(
+        f"\nHTTP / bare-save     {http / save:6.3f}   (target >= 0.70)\n"
+        f"bare-save / insert   {save / insert:6.3f}\nHTTP / insert        {http / insert:6.3f}"
+    )
+    print("(tx/op: database transactions per operation, warm-up included; a pool pre-ping is one)")
+
+
+def interrupt(*_: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--clients", type=int, default=16, help="client threads in every phase")
+    p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
+    p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument("--database-url", default=os.environ.get("BOOKING_DATABASE_URL"))
+    p.add_argument("--admin-database-url", default=os.environ.get("BOOKING_ADMIN_DATABASE_URL"))
+    args = p.parse_args()
+    signal.signal(signal.SIGTERM, interrupt)
+    key = os.environ.get("BOOKING_CIPHER_KEY") or base64.b64encode(os.urandom(32)).decode()
+    cpus = f"{os.cpu_count()} (usable {len(os.sched_getaffinity(0))})"
+    print(f"CPUs: {cpus}; clients: {args.clients}; uvicorn workers: {args.workers}", flush=True)
+    with ExitStack() as stack:
+        runtime_url, admin_url = urls = database(stack, args)
+        prepare_database(admin_url, runtime_url, key)
+        with psycopg.connect(admin_url) as conn:
+            shown = [
+                conn.execute(q).fetchone()[0]
+                for q in (  # type: ignore[index]
+                    "SELECT version()",
+                    "SHOW fsync",
+                    "SHOW synchronous_commit",
+                )
+            ]
+        print("{}\nfsync={} synchronous_commit={}".format(*shown), flush=True)
+        admin_token = "adm_" + secrets.token_urlsafe(24)
+        first = datetime.now(UTC).date() + timedelta(days=2)
+
+        def http_clients(stack: ExitStack) -> list[Op]:
+            base = start_server(stack, urls, key, admin_token, args.workers)
+            agents = setup_tenant(base, admin_token, args.clients, first)
+            print("setup done; waiting 11s for idle backends to flush their statistics", flush=True)
+            time.sleep(11)
+            return [http_op(stack, base, agents[i], i, first) for i in range(args.clients)]
+
+        report(
+            [
+                phase("http", "HTTP POST /v1/agent/bookings", admin_url, args, http_clients),
+                phase(
+                    "save",
+                    "bare app.save (5 aggregates)",
+                    admin_url,
+                    args,
+                    lambda s: save_ops(s, runtime_url, key, args.clients),
+                ),
+                phase(
+                    "insert",
+                    "plain INSERT + COMMIT",
+                    admin_url,
+                    args,
+                    lambda s: insert_ops(s, runtime_url, admin_url, args.clients),
+                ),
+            ]
+        )
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted; cleaned up", file=sys.stderr)
+        sys.exit(130)
