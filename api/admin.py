@@ -41,7 +41,7 @@ class AdminController(Controller):
     ) -> Response[s.TenantOut]:
         """Register a clinic (tenant) with its IANA time zone."""
         check_timezone(data.timezone)
-        idem = key_for(request, "admin", data)
+        idem = key_for(request, data.tenant_id.lower(), "admin", data)
         decision = services.setup.create_tenant(
             data.tenant_id.lower(), data.name, data.timezone, idem
         )
@@ -74,7 +74,7 @@ class AdminController(Controller):
         patient_ref = data.patient_ref.lower() if data.patient_ref else None
         if patient_ref and not exists(services.store, Patient, tenant_id, patient_ref):
             raise NotFound(f"patient {patient_ref!r} not found")
-        idem = key_for(request, "admin", data)
+        idem = key_for(request, tenant_id, "admin", data)
         issued = services.tokens.issue(
             tenant_id,
             data.role,

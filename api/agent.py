@@ -101,7 +101,7 @@ class AgentController(Controller):
             data.slot_id,
             data.patient_ref.lower(),
             data.call_id.lower() if data.call_id else None,
-            key_for(request, caller.token_id, data),
+            key_for(request, caller.tenant_id, caller.token_id, data),
         )
         return respond(decision, render.hold(decision))
 
@@ -121,7 +121,7 @@ class AgentController(Controller):
             str(data.hold_id) if data.hold_id else None,
             data.slot_id,
             data.call_id.lower() if data.call_id else None,
-            key_for(request, caller.token_id, data),
+            key_for(request, caller.tenant_id, caller.token_id, data),
         )
         return respond(decision, render.appointment(decision))
 
@@ -171,7 +171,7 @@ class AgentController(Controller):
             appointment_uuid(appointment_id),
             str(data.hold_id) if data.hold_id else None,
             data.slot_id,
-            key_for(request, caller.token_id, data),
+            key_for(request, caller.tenant_id, caller.token_id, data),
         )
         return respond(decision, render.appointment(decision))
 
@@ -195,7 +195,7 @@ class AgentController(Controller):
             caller,
             appointment_uuid(appointment_id),
             body.reason,
-            key_for(request, caller.token_id, body),
+            key_for(request, caller.tenant_id, caller.token_id, body),
         )
         return respond(decision, render.cancellation(decision))
 

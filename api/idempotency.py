@@ -14,14 +14,18 @@ HEADER = "Idempotency-Key"
 MAX_LENGTH = 255
 
 
-def key_for(request: Request[Any, Any, Any], scope: str, body: Any) -> IdempotencyKey | None:
+def key_for(
+    request: Request[Any, Any, Any], tenant_id: str, scope: str, body: Any
+) -> IdempotencyKey | None:
     raw = request.headers.get(HEADER)
     if raw is None:
         return None
     if not 1 <= len(raw) <= MAX_LENGTH or not raw.isprintable():
         raise ValidationFailed.field(HEADER, "must be 1-255 printable characters")
     content = msgspec.to_builtins(body) if body is not None else None
-    return IdempotencyKey.for_request(scope, raw, request.method, request.url.path, content)
+    return IdempotencyKey.for_request(
+        tenant_id, scope, raw, request.method, request.url.path, content
+    )
 
 
 def respond(decision: Decision, content: Any) -> Response[Any]:

@@ -125,6 +125,7 @@ def patient(d: Decision) -> s.PatientOut:
 RENDERERS = {
     "appointment": appointment,
     "cancellation": cancellation,
+    "mark": cancellation,
     "hold": hold,
     "tenant": tenant,
     "provider": provider,

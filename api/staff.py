@@ -59,7 +59,7 @@ class StaffSetupController(Controller):
             data.provider_id.lower(),
             data.name,
             data.timezone,
-            key_for(request, caller.token_id, data),
+            key_for(request, caller.tenant_id, caller.token_id, data),
         )
         return respond(decision, render.provider(decision))
 
@@ -77,7 +77,7 @@ class StaffSetupController(Controller):
             data.type_id.lower(),
             data.name,
             data.duration_minutes,
-            key_for(request, caller.token_id, data),
+            key_for(request, caller.tenant_id, caller.token_id, data),
         )
         return respond(decision, render.appointment_type(decision))
 
@@ -100,7 +100,10 @@ class StaffSetupController(Controller):
             raise NotFound(f"provider {provider_id!r} not found")
         hours = check_hours(data.hours)
         decision = services.setup.set_weekly_hours(
-            caller, provider_id.lower(), hours, key_for(request, caller.token_id, data)
+            caller,
+            provider_id.lower(),
+            hours,
+            key_for(request, caller.tenant_id, caller.token_id, data),
         )
         return respond(decision, render.weekly_hours(decision))
 
@@ -122,6 +125,6 @@ class StaffSetupController(Controller):
             data.phone,
             data.birth_date.isoformat() if data.birth_date else None,
             data.language,
-            key_for(request, caller.token_id, data),
+            key_for(request, caller.tenant_id, caller.token_id, data),
         )
         return respond(decision, render.patient(decision))

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from booking.errors import InvalidState
+from booking.tenancy import TenantScoped
 from booking.topics import pinned
 
 ACTIVE = "booked"
+# How early a patient may be marked as arrived; "arrived days ahead" is refused.
+EARLY_ARRIVAL = timedelta(hours=2)
 
 
 @pinned("Appointment")
-class Appointment(Aggregate):
+class Appointment(TenantScoped, Aggregate):
     class Booked(Aggregate.Created):
         tenant_id: str
         patient_ref: str
@@ -29,6 +32,7 @@ class Appointment(Aggregate):
         hold_id: str | None
 
     class Rescheduled(Aggregate.Event):
+        tenant_id: str
         provider_id: str
         start: datetime
         end: datetime
@@ -39,7 +43,20 @@ class Appointment(Aggregate):
         call_id: str | None
         hold_id: str | None
 
+    class Arrived(Aggregate.Event):
+        tenant_id: str
+        by_role: str
+
+    class NoShow(Aggregate.Event):
+        tenant_id: str
+        by_role: str
+
+    class Completed(Aggregate.Event):
+        tenant_id: str
+        by_role: str
+
     class Cancelled(Aggregate.Event):
+        tenant_id: str
         reason: str | None
         by_role: str
         call_id: str | None
@@ -124,3 +141,38 @@ class Appointment(Aggregate):
     @event(Cancelled)
     def _cancelled(self, reason: str | None, by_role: str, call_id: str | None) -> None:
         self.status = "cancelled"
+
+    # -- staff marks: what happened at the appointment ---------------------------------------
+
+    def mark_arrived(self, now: datetime, by_role: str) -> None:
+        self._require_active("mark as arrived")
+        if now < self.start - EARLY_ARRIVAL:
+            raise InvalidState("too early to mark as arrived: the appointment starts later")
+        if now >= self.end:
+            raise InvalidState("the appointment is over; mark it completed or no-show")
+        self._arrived(by_role=by_role)
+
+    def mark_no_show(self, now: datetime, by_role: str) -> None:
+        self._require_active("mark as no-show")
+        if now < self.start:
+            raise InvalidState("cannot mark a no-show before the appointment starts")
+        self._no_show(by_role=by_role)
+
+    def mark_completed(self, now: datetime, by_role: str) -> None:
+        if self.status not in (ACTIVE, "arrived"):
+            raise InvalidState(f"cannot complete an appointment whose status is {self.status}")
+        if now < self.start:
+            raise InvalidState("cannot complete an appointment before it starts")
+        self._completed(by_role=by_role)
+
+    @event(Arrived)
+    def _arrived(self, by_role: str) -> None:
+        self.status = "arrived"
+
+    @event(NoShow)
+    def _no_show(self, by_role: str) -> None:
+        self.status = "no-show"
+
+    @event(Completed)
+    def _completed(self, by_role: str) -> None:
+        self.status = "completed"

@@ -60,14 +60,17 @@ class Decision:
 
 @dataclass(frozen=True)
 class IdempotencyKey:
+    tenant_id: str
     scope: str  # the token that sent it
     key: str
     fingerprint: str
 
     @classmethod
-    def for_request(cls, scope: str, key: str, method: str, path: str, body: Any) -> IdempotencyKey:
+    def for_request(
+        cls, tenant_id: str, scope: str, key: str, method: str, path: str, body: Any
+    ) -> IdempotencyKey:
         canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
-        return cls(scope, key, hashlib.sha256(canonical.encode()).hexdigest())
+        return cls(tenant_id, scope, key, hashlib.sha256(canonical.encode()).hexdigest())
 
 
 class Executor:
@@ -100,6 +103,7 @@ class Executor:
             if idempotency is not None:
                 pending.append(
                     IdempotentRequest(
+                        tenant_id=idempotency.tenant_id,
                         scope=idempotency.scope,
                         key=idempotency.key,
                         fingerprint=idempotency.fingerprint,

@@ -14,6 +14,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from booking.ids import aggregate_id
+from booking.tenancy import TenantScoped
 from booking.topics import pinned
 
 
@@ -24,7 +25,7 @@ def hold_status(hold: dict[str, Any], now: datetime) -> str:
 
 
 @pinned("ProviderDay")
-class ProviderDay(Aggregate):
+class ProviderDay(TenantScoped, Aggregate):
     class Opened(Aggregate.Created):
         tenant_id: str
         provider_id: str
@@ -32,6 +33,7 @@ class ProviderDay(Aggregate):
         timezone: str
 
     class Held(Aggregate.Event):
+        tenant_id: str
         hold_id: str
         type_id: str
         start: datetime
@@ -41,15 +43,18 @@ class ProviderDay(Aggregate):
         expires_at: datetime
 
     class HoldReleased(Aggregate.Event):
+        tenant_id: str
         hold_id: str
 
     class Booked(Aggregate.Event):
+        tenant_id: str
         appointment_id: str
         start: datetime
         end: datetime
         hold_id: str | None
 
     class BookingReleased(Aggregate.Event):
+        tenant_id: str
         appointment_id: str
         reason: str  # cancelled | rescheduled
 

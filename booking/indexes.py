@@ -42,6 +42,7 @@ class IdempotentRequest(Aggregate):
     """
 
     class Recorded(Aggregate.Created):
+        tenant_id: str
         scope: str
         key: str
         fingerprint: str
@@ -58,6 +59,7 @@ class IdempotentRequest(Aggregate):
     @event(Recorded)
     def __init__(
         self,
+        tenant_id: str,
         scope: str,
         key: str,
         fingerprint: str,
@@ -67,6 +69,7 @@ class IdempotentRequest(Aggregate):
         version: int,
         ref: str | None,
     ) -> None:
+        self.tenant_id = tenant_id
         self.scope = scope
         self.key = key
         self.fingerprint = fingerprint

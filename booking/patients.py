@@ -11,13 +11,14 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from booking.ids import aggregate_id
+from booking.tenancy import TenantScoped
 from booking.topics import pinned
 
 MAX_ACTIVE_HOLDS = 3
 
 
 @pinned("Patient")
-class Patient(Aggregate):
+class Patient(TenantScoped, Aggregate):
     class Registered(Aggregate.Created):
         tenant_id: str
         patient_ref: str
@@ -27,15 +28,18 @@ class Patient(Aggregate):
         language: str | None
 
     class HoldTaken(Aggregate.Event):
+        tenant_id: str
         hold_id: str
         day_id: str
         expires_at: datetime
 
     class HoldEnded(Aggregate.Event):
+        tenant_id: str
         hold_id: str
         outcome: str  # converted | released
 
     class AppointmentAdded(Aggregate.Event):
+        tenant_id: str
         appointment_id: str
 
     @staticmethod

@@ -10,17 +10,19 @@ from eventsourcing.domain import Aggregate, event
 
 from booking.calendar import Interval
 from booking.ids import aggregate_id
+from booking.tenancy import TenantScoped
 from booking.topics import pinned
 
 
 @pinned("Tenant")
-class Tenant(Aggregate):
+class Tenant(TenantScoped, Aggregate):
     class Registered(Aggregate.Created):
         tenant_id: str
         name: str
         timezone: str
 
     class ProviderAdded(Aggregate.Event):
+        tenant_id: str
         provider_id: str
 
     @staticmethod
@@ -40,7 +42,7 @@ class Tenant(Aggregate):
 
 
 @pinned("Provider")
-class Provider(Aggregate):
+class Provider(TenantScoped, Aggregate):
     class Registered(Aggregate.Created):
         tenant_id: str
         provider_id: str
@@ -60,7 +62,7 @@ class Provider(Aggregate):
 
 
 @pinned("AppointmentType")
-class AppointmentType(Aggregate):
+class AppointmentType(TenantScoped, Aggregate):
     class Defined(Aggregate.Created):
         tenant_id: str
         type_id: str
@@ -80,7 +82,7 @@ class AppointmentType(Aggregate):
 
 
 @pinned("WeeklyHours")
-class WeeklyHours(Aggregate):
+class WeeklyHours(TenantScoped, Aggregate):
     """A provider's recurring opening hours, local wall-clock times in the provider's zone.
 
     ``hours`` are stored as ``{"weekday": int, "start": "HH:MM", "end": "HH:MM"}`` dicts.
@@ -92,6 +94,7 @@ class WeeklyHours(Aggregate):
         hours: list[dict[str, Any]]
 
     class Changed(Aggregate.Event):
+        tenant_id: str
         hours: list[dict[str, Any]]
 
     @staticmethod

@@ -44,6 +44,7 @@ from booking.setup import load
 from booking.setupcache import SetupCache
 from booking.store import SchedulingApp
 
+MARKS = {"arrived": "mark_arrived", "no-show": "mark_no_show", "completed": "mark_completed"}
 ALTERNATIVES = 3
 ALTERNATIVES_WINDOW = timedelta(days=7)
 
@@ -494,6 +495,19 @@ class Scheduling:
             day: ProviderDay = self.store.repository.get(appointment.day_id)
             day.release_booking(appointment_id=str(appointment.id), reason="cancelled")
             return Plan(appointment, 200, "cancellation", save=[day])
+
+        return self.executor.run(command, idem)
+
+    def mark(
+        self, scope: Scope, appointment_id: UUID, mark: str, idem: IdempotencyKey | None = None
+    ) -> Decision:
+        """Record what happened at the appointment: arrived, no-show or completed."""
+        method = MARKS[mark]
+
+        def command() -> Plan:
+            appointment = self._appointment(scope, appointment_id)
+            getattr(appointment, method)(self.clock.now(), scope.role)
+            return Plan(appointment, 200, "mark")
 
         return self.executor.run(command, idem)
 
