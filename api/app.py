@@ -20,6 +20,7 @@ from api.problems import HANDLERS
 from api.ratelimit import RateLimiter
 from api.services import Services, provide_services
 from api.staff import StaffSetupController
+from api.views import PortalController, StaffViewsController
 from booking.clock import Clock, SystemClock
 from booking.commands import Executor
 from booking.runtime import Runtime, resolve
@@ -30,6 +31,9 @@ from booking.setup import Setup
 from booking.setupcache import SetupCache
 from booking.store import open_store
 from booking.tokens import TokenStore
+from projections.catalog import PROJECTIONS
+from projections.views import Views
+from projections.worker import ProjectionWorker
 
 log = logging.getLogger("booking.api")
 
@@ -48,6 +52,7 @@ def build_services(settings: Settings, runtime: Runtime, clock: Clock) -> Servic
         setup=Setup(store, executor, cache),
         scheduling=Scheduling(store, executor, clock, settings.hold_ttl_seconds, cache),
         tokens=TokenStore(store, clock, runtime.admin_token),
+        views=Views(store, cache),
     )
 
 
@@ -65,6 +70,7 @@ def create_app(
     *,
     clock: Clock | None = None,
     on_ready: Callable[[Services], None] | None = None,
+    run_projections: bool = True,
 ) -> Litestar:
     """The app; ``on_ready`` runs once the services exist (``booking serve --demo`` seeds there)."""
     clock = clock or SystemClock()
@@ -76,6 +82,11 @@ def create_app(
             services = await sync_to_thread(build_services, settings, runtime, clock)
             app.state.services = services
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second)
+            worker = None
+            if run_projections:
+                worker = ProjectionWorker(services.store, PROJECTIONS, runtime.database_url)
+                worker.start()
+            app.state.worker = worker
             app.state.runtime = runtime
             _drop_400(app)
             if on_ready is not None:
@@ -83,12 +94,22 @@ def create_app(
             try:
                 yield
             finally:
+                if worker is not None:
+                    await sync_to_thread(worker.stop)
                 services.store.close()
         finally:
             runtime.close()
 
     return Litestar(
-        route_handlers=[health, ready, AdminController, StaffSetupController, AgentController],
+        route_handlers=[
+            health,
+            ready,
+            AdminController,
+            StaffSetupController,
+            StaffViewsController,
+            AgentController,
+            PortalController,
+        ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=HANDLERS,
         lifespan=[lifespan],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from litestar import get
@@ -10,6 +11,10 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Response
 
 from api.services import Services
+from projections.catalog import PROJECTIONS
+from projections.reads import lag
+
+log = logging.getLogger("booking.api")
 
 
 @get("/health", sync_to_thread=False, tags=["health"])
@@ -22,25 +27,30 @@ def health() -> dict[str, str]:
     "/ready",
     sync_to_thread=True,
     tags=["health"],
-    responses={503: ResponseSpec(dict[str, Any], description="The database does not answer")},
+    responses={503: ResponseSpec(dict[str, Any], description="Database down or a view lags")},
 )
 def ready(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
-    """The database answers; each read model's and relay's lag (none run yet in this build)."""
+    """The database answers, and each read model's lag (events and seconds) is within bounds."""
     try:
         position = services.store.recorder.max_notification_id() or 0
-    except Exception:
+        projections = {p.name: lag(services.store, p) for p in PROJECTIONS}
+    except Exception as exc:
+        log.warning("readiness check failed: %s", type(exc).__name__)
         return Response(
             {"status": "unavailable", "database": "unreachable"},
             status_code=503,
             headers={"Retry-After": "5"},
         )
+    limit = services.settings.ready_max_lag_seconds
+    lagging = [name for name, p in projections.items() if p["lag_seconds"] > limit]
+    body = {
+        "status": "lagging" if lagging else "ready",
+        "database": "ok",
+        "position": position,
+        "projections": projections,
+        "relays": {},
+        "max_lag_seconds": limit,
+    }
     return Response(
-        {
-            "status": "ready",
-            "database": "ok",
-            "position": position,
-            "projections": {},
-            "relays": {},
-        },
-        status_code=200,
+        body, status_code=503 if lagging else 200, headers={"Retry-After": "5"} if lagging else None
     )

@@ -19,13 +19,26 @@ from litestar.exceptions import (
 )
 
 from api.schemas import FieldProblem, Problem
-from booking.errors import BookingError, Busy, Conflict, NotFound, ValidationFailed
+from booking.errors import (
+    BookingError,
+    Busy,
+    Conflict,
+    NotFound,
+    ReadModelBehind,
+    ValidationFailed,
+)
 
 log = logging.getLogger("booking.api")
 
 MEDIA_TYPE = "application/problem+json"
 
-STATUS = [(ValidationFailed, 422), (NotFound, 404), (Conflict, 409), (Busy, 503)]
+STATUS = [
+    (ValidationFailed, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Busy, 503),
+    (ReadModelBehind, 503),
+]
 
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[Any]:
@@ -49,7 +62,8 @@ def booking_error(_: Request[Any, Any, Any], exc: BookingError) -> Response[Any]
         problem.alternatives = extra["alternatives"]
     if "confirmed" in extra:
         problem.confirmed = extra["confirmed"]
-    headers = {"Retry-After": str(exc.retry_after_seconds)} if isinstance(exc, Busy) else None
+    retry_after = getattr(exc, "retry_after_seconds", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
     return problem_response(problem, headers)
 
 

@@ -137,3 +137,26 @@ RENDERERS = {
 
 def decision(d: Decision) -> Any:
     return RENDERERS[d.kind](d)
+
+
+def view_appointment(row: dict[str, Any]) -> s.ViewAppointment:
+    return s.ViewAppointment(
+        appointment_id=row["appointment_id"],
+        patient_ref=row["patient_ref"],
+        status=row["status"],
+        start=local(row["start_at"], row["timezone"]),
+        end=local(row["end_at"], row["timezone"]),
+        provider_id=row["provider_id"],
+        type_id=row["type_id"],
+        confirmation_code=row["confirmation_code"],
+    )
+
+
+def timeline_entry(row: dict[str, Any]) -> s.TimelineEntry:
+    return s.TimelineEntry(
+        at=row["at"].astimezone(UTC),
+        kind=row["kind"],
+        position=row["position"],
+        appointment_id=row["appointment_id"],
+        details=row["details"],
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -269,3 +269,42 @@ class Problem(msgspec.Struct, omit_defaults=True):
     alternatives: list[SlotOut] | None = None
     confirmed: bool | None = None
     error_id: str | None = None
+
+
+# -- views (read models) ------------------------------------------------------------------------
+
+
+class ViewAppointment(msgspec.Struct):
+    appointment_id: UUID
+    patient_ref: str
+    status: str
+    start: datetime
+    end: datetime
+    provider_id: str
+    type_id: str
+    confirmation_code: str
+
+
+class ViewAppointmentsOut(msgspec.Struct):
+    appointments: list[ViewAppointment]
+    position: int
+
+
+class TimelineEntry(msgspec.Struct):
+    at: datetime
+    kind: str
+    position: int
+    appointment_id: UUID | None
+    details: dict[str, Any]
+
+
+class TimelineOut(msgspec.Struct):
+    patient_ref: str
+    entries: list[TimelineEntry]
+    position: int
+
+
+class MarkOut(msgspec.Struct):
+    appointment_id: UUID
+    status: str
+    evidence: Evidence

@@ -13,6 +13,7 @@ from booking.settings import Settings
 from booking.setup import Setup
 from booking.store import SchedulingApp
 from booking.tokens import TokenStore
+from projections.views import Views
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Services:
     setup: Setup
     scheduling: Scheduling
     tokens: TokenStore
+    views: Views
 
 
 def provide_services(request: Request[Any, Any, Any]) -> Services:

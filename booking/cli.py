@@ -47,6 +47,44 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def project(args: argparse.Namespace) -> int:
+    """Run the projection worker alone (production runs it beside stateless API replicas)."""
+    import signal
+    import threading
+
+    from booking.runtime import resolve
+    from booking.schema import prepare_database
+    from booking.store import open_store
+    from projections.catalog import PROJECTIONS
+    from projections.worker import ProjectionWorker
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"booking: {exc}", file=sys.stderr)
+        return 2
+    runtime = resolve(settings)
+    try:
+        prepare_database(runtime.admin_database_url, runtime.database_url, runtime.cipher_key)
+        store = open_store(runtime.database_url, runtime.cipher_key)
+        worker = ProjectionWorker(store, PROJECTIONS, runtime.database_url)
+        stopping = threading.Event()
+
+        def stop(signum: int, _: object) -> None:
+            log.info("signal %d: stopping the projection worker", signum)
+            stopping.set()
+            worker.stop(timeout=0)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("projection worker running: %s", ", ".join(p.name for p in PROJECTIONS))
+        worker.run_forever()
+        store.close()
+    finally:
+        runtime.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="booking", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_cmd.add_argument("--port", type=int, default=8000)
     serve_cmd.add_argument("--demo", action="store_true", help="seed a demo clinic, print tokens")
     serve_cmd.set_defaults(run=serve)
+    project_cmd = commands.add_parser("project", help="run the projection worker alone")
+    project_cmd.set_defaults(run=project)
     args = parser.parse_args(argv)
     _logging()
     return int(args.run(args))

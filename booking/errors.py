@@ -12,7 +12,8 @@ BookingError
  │    └── TokenAlreadyIssued     409  token-already-issued (a token's secret is shown once)
  ├── ValidationFailed            422  validation-error (carries errors: [{field, message}])
  │    └── IdempotencyKeyReuse    422  idempotency-key-reuse
- └── Busy                        503  busy (conflict retries exhausted; nothing written)
+ ├── Busy                        503  busy (conflict retries exhausted; nothing written)
+ └── ReadModelBehind             503  read-model-behind (min_position not reached in time)
 """
 
 from __future__ import annotations
@@ -128,5 +129,12 @@ class IdempotencyKeyReuse(ValidationFailed):
 class Busy(BookingError):
     problem = "busy"
     title = "Too much contention, try again"
+
+    retry_after_seconds = 1
+
+
+class ReadModelBehind(BookingError):
+    problem = "read-model-behind"
+    title = "The view has not caught up yet"
 
     retry_after_seconds = 1

@@ -16,6 +16,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from booking.store import EVENTS_TABLE, open_store
+from projections.catalog import PROJECTIONS
+from projections.schema import create_tables
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ def prepare_database(admin_url: str, runtime_url: str, cipher_key: str) -> None:
                         "GRANT SELECT, INSERT, UPDATE (revoked_at) ON booking_tokens TO {}"
                     ).format(role)
                 )
+                for projection in PROJECTIONS:
+                    create_tables(conn, projection, runtime_role)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
     log.info("database schema ready (runtime role %s)", runtime_role)

@@ -1,0 +1,149 @@
+"""Read-model routes: the patient portal and the staff views (board, timeline), plus the staff's
+marks on appointments (arrived, no-show, completed), which are commands on the event store."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from api import render
+from api import schemas as s
+from api.agent import appointment_uuid
+from api.auth import provide_scope, role_guard
+from api.idempotency import key_for, respond
+from api.openapi_docs import problems
+from api.services import Services
+from booking.access import Scope
+from booking.errors import NotFound, ValidationFailed
+from booking.ids import is_client_id
+
+MinPosition = Annotated[
+    int | None,
+    QueryParameter(ge=0, description="wait (up to 2 s) until the view has applied this position"),
+]
+Status = Literal["booked", "cancelled", "arrived", "completed", "no-show"]
+MAX_BOARD_DAYS = 92
+
+
+class PortalController(Controller):
+    path = "/v1/portal"
+    guards = [role_guard("patient")]
+    dependencies = {"caller": Provide(provide_scope, sync_to_thread=False)}
+    tags = ["portal"]
+
+    @get("/appointments", sync_to_thread=True, responses=problems(503))
+    def appointments(
+        self,
+        caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
+        min_position: MinPosition = None,
+    ) -> s.ViewAppointmentsOut:
+        """The patient's own appointments, from the portal read model."""
+        rows, position = services.views.portal(caller, min_position)
+        return s.ViewAppointmentsOut([render.view_appointment(r) for r in rows], position)
+
+    @post(
+        "/appointments/{appointment_id:str}/cancel",
+        status_code=200,
+        sync_to_thread=True,
+        responses=problems(404, 409, 503),
+    )
+    def cancel(
+        self,
+        request: Request[Any, Any, Any],
+        appointment_id: FromPath[str],
+        caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
+        data: JSONBody[s.CancelIn | None] = None,
+    ) -> Response[s.CancelOut]:
+        """Cancel one of the patient's own appointments."""
+        body = data or s.CancelIn()
+        decision = services.scheduling.cancel(
+            caller,
+            appointment_uuid(appointment_id),
+            body.reason,
+            key_for(request, caller.tenant_id, caller.token_id, body),
+        )
+        return respond(decision, render.cancellation(decision))
+
+
+class StaffViewsController(Controller):
+    path = "/v1/staff"
+    guards = [role_guard("staff")]
+    dependencies = {"caller": Provide(provide_scope, sync_to_thread=False)}
+    tags = ["staff"]
+
+    @get("/appointments", sync_to_thread=True, responses=problems(404, 503))
+    def board(
+        self,
+        caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
+        date_from: FromQuery[date],
+        date_to: FromQuery[date],
+        provider_id: FromQuery[str | None] = None,
+        status: FromQuery[Status | None] = None,
+        min_position: MinPosition = None,
+    ) -> s.ViewAppointmentsOut:
+        """Appointments by date (the clinic's time zone, both ends included), provider, status."""
+        if date_to < date_from:
+            raise ValidationFailed.field("date_to", "must not be before date_from")
+        if date_to - date_from > timedelta(days=MAX_BOARD_DAYS):
+            raise ValidationFailed.field(
+                "date_to", f"the range may span at most {MAX_BOARD_DAYS} days"
+            )
+        if provider_id is not None and not is_client_id(provider_id):
+            raise ValidationFailed.field("provider_id", "not a provider id")
+        rows, position = services.views.board(
+            caller,
+            date_from,
+            date_to,
+            provider_id.lower() if provider_id else None,
+            status,
+            min_position,
+        )
+        return s.ViewAppointmentsOut([render.view_appointment(r) for r in rows], position)
+
+    @get("/patients/{patient_ref:str}/timeline", sync_to_thread=True, responses=problems(404, 503))
+    def timeline(
+        self,
+        patient_ref: FromPath[str],
+        caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
+        min_position: MinPosition = None,
+    ) -> s.TimelineOut:
+        """Every event about a patient, in order."""
+        if not is_client_id(patient_ref):
+            raise NotFound(f"patient {patient_ref!r} not found")
+        rows, position = services.views.timeline(caller, patient_ref.lower(), min_position)
+        return s.TimelineOut(
+            patient_ref.lower(), [render.timeline_entry(r) for r in rows], position
+        )
+
+    @post(
+        "/appointments/{appointment_id:str}/{mark:str}",
+        status_code=200,
+        sync_to_thread=True,
+        responses=problems(404, 409, 503),
+    )
+    def mark(
+        self,
+        request: Request[Any, Any, Any],
+        appointment_id: FromPath[str],
+        mark: FromPath[str],
+        caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
+    ) -> Response[s.MarkOut]:
+        """Mark an appointment arrived, no-show or completed."""
+        if mark not in ("arrived", "no-show", "completed"):
+            raise NotFound("no such route")
+        decision = services.scheduling.mark(
+            caller,
+            appointment_uuid(appointment_id),
+            mark,
+            key_for(request, caller.tenant_id, caller.token_id, None),
+        )
+        return respond(decision, render.cancellation(decision))

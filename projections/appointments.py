@@ -1,0 +1,162 @@
+"""Appointment read models: the patient portal (a patient's appointments) and the staff board
+(appointments by date, provider and status). Both follow the Appointment's events; neither holds
+patient data beyond the patient's reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Cursor
+
+from projections.base import Apply, Projection, Table
+
+BOOKED = "booking:Appointment.Booked"
+RESCHEDULED = "booking:Appointment.Rescheduled"
+STATUS_EVENTS = {
+    "booking:Appointment.Cancelled": "cancelled",
+    "booking:Appointment.Arrived": "arrived",
+    "booking:Appointment.NoShow": "no-show",
+    "booking:Appointment.Completed": "completed",
+}
+
+COLUMNS = """
+    appointment_id uuid NOT NULL,
+    patient_ref text NOT NULL,
+    provider_id text NOT NULL,
+    type_id text NOT NULL,
+    start_at timestamptz NOT NULL,
+    end_at timestamptz NOT NULL,
+    timezone text NOT NULL,
+    status text NOT NULL,
+    confirmation_code text NOT NULL,
+    call_id text,
+    booked_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    version integer NOT NULL,
+    position bigint NOT NULL,
+    PRIMARY KEY (tenant_id, appointment_id)
+"""
+
+
+def _handlers(table: str) -> dict[str, Apply]:
+    def booked(curs: Cursor[Any], e: Any, position: int) -> None:
+        curs.execute(
+            f"INSERT INTO {table} (tenant_id, appointment_id, patient_ref, provider_id, type_id,"
+            " start_at, end_at, timezone, status, confirmation_code, call_id, booked_at,"
+            " updated_at, version, position)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'booked', %s, %s, %s, %s, %s, %s)",
+            (
+                e.tenant_id,
+                e.originator_id,
+                e.patient_ref,
+                e.provider_id,
+                e.type_id,
+                e.start,
+                e.end,
+                e.timezone,
+                e.confirmation_code,
+                e.call_id,
+                e.timestamp,
+                e.timestamp,
+                e.originator_version,
+                position,
+            ),
+        )
+
+    def rescheduled(curs: Cursor[Any], e: Any, position: int) -> None:
+        curs.execute(
+            f"UPDATE {table} SET provider_id = %s, start_at = %s, end_at = %s, timezone = %s,"
+            " updated_at = %s, version = %s, position = %s WHERE appointment_id = %s",
+            (
+                e.provider_id,
+                e.start,
+                e.end,
+                e.timezone,
+                e.timestamp,
+                e.originator_version,
+                position,
+                e.originator_id,
+            ),
+        )
+
+    def status(value: str) -> Any:
+        def changed(curs: Cursor[Any], e: Any, position: int) -> None:
+            curs.execute(
+                f"UPDATE {table} SET status = %s, updated_at = %s, version = %s, position = %s"
+                " WHERE appointment_id = %s",
+                (value, e.timestamp, e.originator_version, position, e.originator_id),
+            )
+
+        return changed
+
+    handlers: dict[str, Apply] = {BOOKED: booked, RESCHEDULED: rescheduled}
+    handlers.update({topic: status(value) for topic, value in STATUS_EVENTS.items()})
+    return handlers
+
+
+PORTAL = Projection(
+    name="portal",
+    tables=(
+        Table(
+            "portal_appointments",
+            COLUMNS,
+            ("(tenant_id, patient_ref, start_at)",),
+        ),
+    ),
+    make_handlers=lambda names: _handlers(names("portal_appointments")),
+)
+
+BOARD = Projection(
+    name="board",
+    tables=(
+        Table(
+            "board_appointments",
+            COLUMNS,
+            (
+                "(tenant_id, start_at)",
+                "(tenant_id, provider_id, start_at)",
+                "(tenant_id, status, start_at)",
+            ),
+        ),
+    ),
+    make_handlers=lambda names: _handlers(names("board_appointments")),
+)
+
+
+# -- queries (run inside reads.tenant_snapshot) ------------------------------------------------
+
+ROW = (
+    "appointment_id, patient_ref, provider_id, type_id, start_at, end_at, timezone, status,"
+    " confirmation_code"
+)
+
+
+def portal_rows(curs: Cursor[Any], patient_ref: str) -> list[dict[str, Any]]:
+    curs.execute(
+        f"SELECT {ROW} FROM portal_appointments WHERE patient_ref = %s"
+        " ORDER BY start_at, appointment_id",
+        (patient_ref,),
+    )
+    return list(curs.fetchall())
+
+
+def board_rows(
+    curs: Cursor[Any],
+    start: Any,
+    end: Any,
+    provider_id: str | None,
+    status: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    query = f"SELECT {ROW} FROM board_appointments WHERE start_at >= %s AND start_at < %s"
+    params: list[Any] = [start, end]
+    if provider_id is not None:
+        query += " AND provider_id = %s"
+        params.append(provider_id)
+    if status is not None:
+        query += " AND status = %s"
+        params.append(status)
+    curs.execute(
+        query + " ORDER BY start_at, provider_id, appointment_id LIMIT %s", (*params, limit)
+    )
+    return list(curs.fetchall())

@@ -1,0 +1,138 @@
+"""The projection worker: applies new events to every read model, in log order, exactly once.
+
+Each projection's batch is one transaction holding its rows and its tracking row, written with
+eventsourcing's forward-only tracking upsert, so a crash at any point loses nothing and applies
+nothing twice. The worker wakes on the event table's NOTIFY and also polls, so a lost NOTIFY only
+delays it by the poll interval; a failure is logged and the loop restarts with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
+
+from booking.store import APP_NAME, EVENTS_TABLE, SchedulingApp
+from projections.base import Projection
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+POLL_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
+
+
+@dataclass
+class Health:
+    running: bool = False
+    failures: int = 0
+    last_error: str | None = None
+    last_applied_at: float | None = None
+
+
+class ProjectionWorker:
+    def __init__(
+        self,
+        store: SchedulingApp,
+        projections: tuple[Projection, ...],
+        listen_url: str,
+        *,
+        batch: int = BATCH,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.store = store
+        self.projections = projections
+        self.listen_url = listen_url
+        self.batch = batch
+        self.poll_seconds = poll_seconds
+        datastore = store.recorder.datastore  # type: ignore[attr-defined]
+        self.datastore = datastore
+        self.trackers = {
+            p.name: PostgresTrackingRecorder(datastore, tracking_table_name=p.tracking_table)
+            for p in projections
+        }
+        self.topics = frozenset().union(*(p.topics for p in projections))
+        self.health = Health()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def position(self, projection: Projection) -> int:
+        return self.trackers[projection.name].max_tracking_id(APP_NAME) or 0
+
+    def run_once(self) -> int:
+        """Apply the next batch of events to every projection; return how many were read."""
+        positions = {p.name: self.position(p) for p in self.projections}
+        start = min(positions.values())
+        notifications = self.store.recorder.select_notifications(
+            start=start, limit=self.batch, inclusive_of_start=False
+        )
+        if not notifications:
+            return 0
+        mapper = self.store.mapper
+        decoded: list[tuple[int, str, Any]] = [
+            (n.id, n.topic, mapper.to_domain_event(n) if n.topic in self.topics else None)
+            for n in notifications
+        ]
+        for projection in self.projections:
+            todo = [d for d in decoded if d[0] > positions[projection.name]]
+            if todo:
+                self._apply(projection, todo)
+        self.health.last_applied_at = time.time()
+        return len(notifications)
+
+    def _apply(self, projection: Projection, todo: list[tuple[int, str, Any]]) -> None:
+        tracker = self.trackers[projection.name]
+        with self.datastore.transaction(commit=True) as curs:
+            for position, topic, event in todo:
+                if event is None or topic not in projection.topics:
+                    continue
+                # row-level security: this transaction may touch only the event's tenant
+                curs.execute("SELECT set_config('app.tenant_id', %s, true)", (event.tenant_id,))
+                projection.apply(curs, topic, event, position)
+            tracker._insert_tracking(curs, Tracking(APP_NAME, todo[-1][0]))
+
+    def catch_up(self) -> None:
+        while self.run_once():
+            pass
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, name="projections", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_forever(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                self.health.running = True
+                with psycopg.connect(self.listen_url, autocommit=True) as listener:
+                    listener.execute(f"LISTEN {EVENTS_TABLE}")
+                    while not self._stop.is_set():
+                        if self.run_once():
+                            backoff = 1.0
+                            continue
+                        # caught up: sleep until a NOTIFY or the poll interval, whichever first
+                        for _ in listener.notifies(timeout=self.poll_seconds, stop_after=1):
+                            pass
+            except Exception as exc:
+                self.health.running = False
+                self.health.failures += 1
+                self.health.last_error = type(exc).__name__
+                log.exception("projection worker failed; restarting in %.0f s", backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        self.health.running = False
