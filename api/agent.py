@@ -65,8 +65,8 @@ class AgentController(Controller):
     ) -> s.AvailabilityOut:
         """Open slots of one type, earliest first."""
         errors = []
-        if data.start_to <= data.start_from:
-            errors.append(FieldError("start_to", "must be after start_from"))
+        if data.start_to < data.start_from:
+            errors.append(FieldError("start_to", "must not be before start_from"))
         elif data.start_to - data.start_from > MAX_WINDOW:
             errors.append(FieldError("start_to", "the window may span at most 31 days"))
         if data.start_to > services.clock.now() + HORIZON:

@@ -24,7 +24,7 @@ def key_for(
         raise ValidationFailed.field(HEADER, "must be 1-255 printable characters")
     content = msgspec.to_builtins(body) if body is not None else None
     return IdempotencyKey.for_request(
-        tenant_id, scope, raw, request.method, request.url.path, content
+        tenant_id, scope, raw, request.method, request.url.path.lower(), content
     )
 
 

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import msgspec
+from eventsourcing.persistence import OperationalError
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -17,6 +18,7 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ValidationException,
 )
+from psycopg_pool import PoolTimeout
 
 from api.schemas import FieldProblem, Problem
 from booking.errors import (
@@ -69,6 +71,7 @@ def booking_error(_: Request[Any, Any, Any], exc: BookingError) -> Response[Any]
 
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
+_BARE_NAME = re.compile(r"^'[^']*'$")
 
 
 def _field(key: str | None, message: str) -> str:
@@ -84,6 +87,8 @@ def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Res
     errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         message = str(item.get("message", "invalid"))
+        if _BARE_NAME.match(message):  # a KeyError's repr: the body is absent, not invalid
+            message = "a JSON body is required"
         errors.append(FieldProblem(field=_field(item.get("key"), message), message=message))
     if not errors:
         errors = [FieldProblem(field="body", message="invalid request")]
@@ -122,22 +127,27 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
     status = exc.status_code
     if status == 400:
         # litestar raises 400 for bodies that are not JSON at all: a validation error to us.
-        detail = str(exc.detail or "malformed request body")
-        if "JSON" in detail or "decode" in detail.lower():
-            message = "the body is not valid JSON"
-        else:
-            message = detail
-        return problem_response(
-            Problem(
-                type="/problems/validation-error",
-                title="Invalid request",
-                status=422,
-                detail=f"body: {message}",
-                errors=[FieldProblem(field="body", message=message)],
-            )
-        )
+        # its detail may name handler internals, so it is never echoed
+        return body_error("the body is missing or not valid JSON")
     if status >= 500:
         return internal_error(request, exc)
+    return _http_problem(exc)
+
+
+def body_error(message: str) -> Response[Any]:
+    return problem_response(
+        Problem(
+            type="/problems/validation-error",
+            title="Invalid request",
+            status=422,
+            detail=f"body: {message}",
+            errors=[FieldProblem(field="body", message=message)],
+        )
+    )
+
+
+def _http_problem(exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
     name, title = HTTP_PROBLEMS.get(status, ("http-error", "Request refused"))
     detail = SAFE_DETAIL.get(status) or str(exc.detail or title)
     if isinstance(exc, NotAuthorizedException | PermissionDeniedException) and exc.detail:
@@ -176,8 +186,31 @@ def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
     )
 
 
+def too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    return body_error("the body is nested too deeply")
+
+
+def overloaded(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The database could not be reached in time (pool exhausted, lock timeout, restart)."""
+    log.warning(
+        "%s %s: database unavailable: %s", request.method, request.url.path, type(exc).__name__
+    )
+    return problem_response(
+        Problem(
+            type="/problems/busy",
+            title="Too much contention, try again",
+            status=503,
+            detail="the database did not answer in time; nothing was written",
+        ),
+        {"Retry-After": "1"},
+    )
+
+
 HANDLERS: dict[type[Exception] | int, Any] = {
     BookingError: booking_error,
+    RecursionError: too_deep,
+    PoolTimeout: overloaded,
+    OperationalError: overloaded,
     ValidationException: validation_error,
     HTTPException: http_error,
     Exception: internal_error,

@@ -7,11 +7,13 @@ import binascii
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from booking.ids import is_client_id
 
 SLOT_PREFIX = "sl_"
+MIN_YEAR, MAX_YEAR = 2000, 2200
 
 
 @dataclass(frozen=True)
@@ -57,14 +59,26 @@ def decode_slot_id(slot_id: str) -> SlotRef:
         start = datetime.strptime(stamp, "%Y%m%d%H%M").replace(tzinfo=UTC)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadSlotId("not a slot id issued by this service") from None
+    if not MIN_YEAR <= start.year <= MAX_YEAR:  # keeps date arithmetic far from its limits
+        raise BadSlotId("not a slot id issued by this service")
     if not (is_client_id(provider_id) and is_client_id(type_id)):
         raise BadSlotId("not a slot id issued by this service")
     return SlotRef(provider_id, type_id, start)
 
 
+@cache
+def _iana_zones() -> frozenset[str]:
+    # posix/, right/ (leap seconds) and "localtime" are tzdata files, not zones clients mean
+    return frozenset(
+        z
+        for z in available_timezones()
+        if not z.startswith(("posix/", "right/")) and z not in ("localtime", "Factory")
+    )
+
+
 def zone(name: str) -> ZoneInfo:
     """An IANA zone; raises ValueError for anything else."""
-    if not name or name.startswith("/") or ".." in name:
+    if name not in _iana_zones():
         raise ValueError(f"unknown time zone {name!r}")
     try:
         return ZoneInfo(name)
@@ -76,10 +90,13 @@ def local_date(instant: datetime, tz: ZoneInfo) -> date:
     return instant.astimezone(tz).date()
 
 
-def _exists(local: datetime, tz: ZoneInfo) -> bool:
-    """False for wall-clock times skipped by a daylight-saving jump."""
-    round_trip = local.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)
-    return round_trip.replace(tzinfo=None) == local
+def _bounds(day: date, interval: Interval, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """An interval's opening and closing instants on ``day``. A wall time that occurs twice opens
+    at its first occurrence and closes at its second; one skipped by a jump is clamped into
+    the time that exists."""
+    opens = datetime.combine(day, interval.start).replace(tzinfo=tz, fold=0)
+    closes = datetime.combine(day, interval.end).replace(tzinfo=tz, fold=1)
+    return opens.astimezone(UTC), closes.astimezone(UTC)
 
 
 def day_slots(
@@ -90,17 +107,17 @@ def day_slots(
     provider_id: str,
     type_id: str,
 ) -> Iterator[Slot]:
-    """Back-to-back slots of ``duration`` inside each interval for ``day``'s weekday, in local time."""
+    """Back-to-back slots of ``duration`` in each of ``day``'s intervals, earliest first.
+
+    Slots follow real time from the interval's opening, so each lasts exactly ``duration``, also
+    across a daylight-saving change (on other days they fall on the usual wall-clock times).
+    """
     for interval in sorted(hours, key=lambda i: i.start):
         if interval.weekday != day.weekday():
             continue
-        cursor = datetime.combine(day, interval.start)
-        limit = datetime.combine(day, interval.end)
-        while cursor + duration <= limit:
-            if _exists(cursor, tz):
-                start = cursor.replace(tzinfo=tz).astimezone(UTC)
-                end = (cursor + duration).replace(tzinfo=tz).astimezone(UTC)
-                yield Slot(provider_id, type_id, start, end)
+        cursor, closes = _bounds(day, interval, tz)
+        while cursor + duration <= closes:
+            yield Slot(provider_id, type_id, cursor, cursor + duration)
             cursor += duration
 
 
@@ -113,24 +130,14 @@ def slot_at(
     type_id: str,
 ) -> Slot | None:
     """The slot ``day_slots`` would generate starting at ``start``, without generating the day."""
-    local = start.astimezone(tz)
-    day, wall = local.date(), local.replace(tzinfo=None, fold=0)
+    start = start.astimezone(UTC)
+    day = start.astimezone(tz).date()
     for interval in hours:
         if interval.weekday != day.weekday():
             continue
-        first = datetime.combine(day, interval.start)
-        offset = wall - first
-        if (
-            offset < timedelta(0)
-            or offset % duration
-            or wall + duration > datetime.combine(day, interval.end)
-        ):
-            continue
-        # generated slots use the first occurrence of a wall time (fold=0) and skip gaps
-        if wall.replace(tzinfo=tz).astimezone(UTC) != start.astimezone(UTC):
-            continue
-        end = (wall + duration).replace(tzinfo=tz).astimezone(UTC)
-        return Slot(provider_id, type_id, start.astimezone(UTC), end)
+        opens, closes = _bounds(day, interval, tz)
+        if opens <= start and start + duration <= closes and not (start - opens) % duration:
+            return Slot(provider_id, type_id, start, start + duration)
     return None
 
 

@@ -93,13 +93,18 @@ class ProviderDay(TenantScoped, Aggregate):
                 return "held"
         return None
 
-    def own_hold_on(self, start: datetime, patient_ref: str, now: datetime) -> str | None:
+    def own_hold_on(
+        self,
+        slot_start: datetime,
+        slot_end: datetime,
+        type_id: str,
+        patient_ref: str,
+        now: datetime,
+    ) -> str | None:
+        """The patient's active hold on exactly this slot (same time and type), if any."""
         for hold_id, h in self.holds.items():
-            if (
-                h["start"] == start
-                and h["patient_ref"] == patient_ref
-                and hold_status(h, now) == "held"
-            ):
+            same = (h["start"], h["end"], h["type_id"]) == (slot_start, slot_end, type_id)
+            if same and h["patient_ref"] == patient_ref and hold_status(h, now) == "held":
                 return hold_id
         return None
 

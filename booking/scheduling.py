@@ -284,8 +284,12 @@ class Scheduling:
         day: ProviderDay | None = None,
     ) -> tuple[Slot, Practice, ProviderDay]:
         """The slot ``ref`` names, if the schedule offers it and nobody else holds or booked it."""
-        kind = self.setup.get(AppointmentType.create_id(tenant_id, ref.type_id))
-        practice = self._practice(tenant_id, ref.provider_id, kind) if kind else None
+        kind, provider, hours = self.setup.fresh(
+            AppointmentType.create_id(tenant_id, ref.type_id),
+            Provider.create_id(tenant_id, ref.provider_id),
+            WeeklyHours.create_id(tenant_id, ref.provider_id),
+        )
+        practice = Practice(provider, kind, hours) if kind and provider else None
         if practice is None:
             raise self._unavailable(tenant_id, ref, "unknown provider or appointment type")
         date = ref.start.astimezone(practice.tz).date()
@@ -324,7 +328,7 @@ class Scheduling:
             now = self.clock.now()
             patient = self._patient(scope, patient_ref)
             slot, _, day = self._open_slot(scope.tenant_id, ref, now, patient_ref)
-            own = day.own_hold_on(slot.start, patient_ref, now)
+            own = day.own_hold_on(slot.start, slot.end, slot.type_id, patient_ref, now)
             if own is not None:
                 raise SlotUnavailable(f"this patient already holds the slot (hold {own})")
             if len(patient.active_holds(now)) >= MAX_ACTIVE_HOLDS:
@@ -382,7 +386,8 @@ class Scheduling:
         slot, practice, day = self._open_slot(
             scope.tenant_id, ref, now, patient.patient_ref, ignore_appointment
         )
-        return slot, practice, day, day.own_hold_on(slot.start, patient.patient_ref, now)
+        converted = day.own_hold_on(slot.start, slot.end, slot.type_id, patient.patient_ref, now)
+        return slot, practice, day, converted
 
     def book(
         self,

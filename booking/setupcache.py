@@ -1,9 +1,8 @@
-"""A short-lived cache of the clinic's setup (tenant, providers, types, hours) for reads.
+"""A cache of the clinic's setup (tenant, providers, types, hours).
 
-Setup changes rarely and is not part of any booking's consistency boundary: a booking collides
-with other bookings on its ProviderDay, never with an hours change. Reading setup from a cache
-that is at most ``ttl`` seconds old (and dropped at once when this process changes it) saves a
-database round trip per aggregate on every request.
+Screens and searches (availability) may read setup up to ``ttl`` seconds old. Decisions (hold,
+book, reschedule) use ``fresh``: one query compares the cached versions with the event store's,
+and anything changed is reloaded, so a booking is always decided against the stored setup.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from booking.store import SchedulingApp
+from booking.store import EVENTS_TABLE, SchedulingApp
 
 
 class SetupCache:
@@ -45,6 +44,34 @@ class SetupCache:
                 self._entries.clear()
             self._entries[aggregate_id] = (now, aggregate)
         return aggregate
+
+    def fresh(self, *aggregate_ids: UUID) -> list[Any | None]:
+        """The aggregates as the event store has them now (None where one does not exist)."""
+        datastore = self.store.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT originator_id, max(originator_version) AS version FROM {EVENTS_TABLE}"
+                " WHERE originator_id = ANY(%s) GROUP BY originator_id",
+                (list(aggregate_ids),),
+            )
+            stored = {row["originator_id"]: row["version"] for row in curs.fetchall()}
+        now = self.clock()
+        found: list[Any | None] = []
+        for aggregate_id in aggregate_ids:
+            version = stored.get(aggregate_id)
+            if version is None:
+                found.append(None)
+                continue
+            with self._lock:
+                hit = self._entries.get(aggregate_id)
+            if hit is not None and hit[1].version == version:
+                found.append(hit[1])
+                continue
+            aggregate: Any = self.store.repository.get(aggregate_id, deepcopy_from_cache=False)
+            with self._lock:
+                self._entries[aggregate_id] = (now, aggregate)
+            found.append(aggregate)
+        return found
 
     def forget(self, aggregate_id: UUID) -> None:
         with self._lock:

@@ -60,3 +60,42 @@ def test_a_slot_id_round_trips() -> None:
     start = datetime(2027, 3, 12, 14, 0, tzinfo=UTC)
     ref = decode_slot_id(Slot("dr-a", "checkup", start, start + timedelta(minutes=30)).slot_id)
     assert (ref.provider_id, ref.type_id, ref.start) == ("dr-a", "checkup", start)
+
+
+def test_every_slot_lasts_its_duration_across_the_fall_back_night() -> None:
+    tz, duration = zone("America/New_York"), timedelta(minutes=30)
+    night = [Interval(6, time(0, 0), time(4, 0))]  # Sunday 2027-11-07: 01:00-02:00 happens twice
+    slots = list(day_slots(date(2027, 11, 7), tz, night, duration, "p", "t"))
+    assert all(s.end - s.start == duration for s in slots)
+    assert len(slots) == 10  # five real hours that night
+    local = [s.start.astimezone(tz).strftime("%H:%M%z") for s in slots]
+    assert local[2:6] == ["01:00-0400", "01:30-0400", "01:00-0500", "01:30-0500"]
+
+
+def test_the_spring_forward_night_skips_the_missing_hour() -> None:
+    tz, duration = zone("America/New_York"), timedelta(minutes=30)
+    night = [Interval(6, time(0, 0), time(4, 0))]  # Sunday 2027-03-14: 02:00-03:00 never happens
+    slots = list(day_slots(date(2027, 3, 14), tz, night, duration, "p", "t"))
+    assert [s.start.astimezone(tz).strftime("%H:%M") for s in slots] == [
+        "00:00",
+        "00:30",
+        "01:00",
+        "01:30",
+        "03:00",
+        "03:30",
+    ]
+
+
+@pytest.mark.parametrize("stamp", ["000101010000", "999912312330", "190001010000"])
+def test_slot_ids_far_outside_any_calendar_are_refused(stamp: str) -> None:
+    import base64
+
+    raw = base64.urlsafe_b64encode(f"dr-a/checkup/{stamp}".encode()).decode().rstrip("=")
+    with pytest.raises(BadSlotId):
+        decode_slot_id("sl_" + raw)
+
+
+@pytest.mark.parametrize("name", ["localtime", "right/America/New_York", "posix/UTC", "Mars/Base"])
+def test_only_iana_zones_are_zones(name: str) -> None:
+    with pytest.raises(ValueError):
+        zone(name)
