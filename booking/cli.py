@@ -85,6 +85,61 @@ def project(args: argparse.Namespace) -> int:
     return 0
 
 
+def projections_command(args: argparse.Namespace) -> int:
+    """``booking projections status`` and ``booking projections rebuild NAME|--all``."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from booking.runtime import resolve
+    from booking.schema import prepare_database
+    from booking.store import open_store
+    from projections.catalog import BY_NAME, PROJECTIONS
+    from projections.reads import lag
+    from projections.rebuild import Rebuilder, progress_bar
+
+    if args.action == "rebuild":
+        if bool(args.all) == bool(args.name):
+            print("booking: name one projection or pass --all", file=sys.stderr)
+            return 2
+        if args.name and args.name not in BY_NAME:
+            print(
+                f"booking: no projection {args.name!r}; known: {', '.join(BY_NAME)}",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"booking: {exc}", file=sys.stderr)
+        return 2
+    runtime = resolve(settings)
+    try:
+        prepare_database(runtime.admin_database_url, runtime.database_url, runtime.cipher_key)
+        store = open_store(runtime.database_url, runtime.cipher_key)
+        try:
+            if args.action == "status":
+                print(f"{'projection':<12}{'position':>10}{'lag events':>12}{'lag seconds':>13}")
+                for p in PROJECTIONS:
+                    state = lag(store, p)
+                    print(
+                        f"{p.name:<12}{state['position']:>10}{state['lag_events']:>12}"
+                        f"{state['lag_seconds']:>13.1f}"
+                    )
+                return 0
+            role = str(conninfo_to_dict(runtime.database_url).get("user") or "")
+            rebuilder = Rebuilder(store, runtime.admin_database_url, role)
+            for p in PROJECTIONS if args.all else (BY_NAME[args.name],):
+                result = rebuilder.rebuild(p, progress_bar(p.name))
+                print(
+                    f"{result.name}: {result.events:,} events in {result.seconds:.1f} s, "
+                    f"swapped in at position {result.position}"
+                )
+            return 0
+        finally:
+            store.close()
+    finally:
+        runtime.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="booking", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_cmd.set_defaults(run=serve)
     project_cmd = commands.add_parser("project", help="run the projection worker alone")
     project_cmd.set_defaults(run=project)
+    views_cmd = commands.add_parser("projections", help="read-model status and rebuilds")
+    views_actions = views_cmd.add_subparsers(dest="action", required=True)
+    views_actions.add_parser("status", help="position and lag per projection")
+    rebuild_cmd = views_actions.add_parser(
+        "rebuild", help="replay the log into fresh tables, then swap them in"
+    )
+    rebuild_cmd.add_argument("name", nargs="?", help="portal, board or timeline")
+    rebuild_cmd.add_argument("--all", action="store_true", help="every projection")
+    views_cmd.set_defaults(run=projections_command)
     args = parser.parse_args(argv)
     _logging()
     return int(args.run(args))

@@ -14,6 +14,8 @@ from uuid import UUID
 from eventsourcing.application import Application
 from psycopg.conninfo import conninfo_to_dict
 
+import booking.aggregates  # noqa: F401 - registers the stored topics before any read
+
 APP_NAME = "Scheduling"
 EVENTS_TABLE = "scheduling_events"
 

@@ -4,6 +4,8 @@ and forced (the owner is bound too), one policy comparing tenant_id with the tra
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 from psycopg import sql
 
@@ -16,7 +18,7 @@ def index_name(table: str, i: int) -> str:
     return f"{table}_idx{i}"
 
 
-def create_tables(conn: psycopg.Connection, projection: Projection, runtime_role: str) -> None:
+def create_tables(conn: psycopg.Connection[Any], projection: Projection, runtime_role: str) -> None:
     """Create (if missing) the tables of ``projection`` under its physical names."""
     role = sql.Identifier(runtime_role)
     for table in projection.tables:

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
+from psycopg import sql
 
 from booking.store import APP_NAME, EVENTS_TABLE, SchedulingApp
 from projections.base import Projection
@@ -89,15 +90,8 @@ class ProjectionWorker:
         return len(notifications)
 
     def _apply(self, projection: Projection, todo: list[tuple[int, str, Any]]) -> None:
-        tracker = self.trackers[projection.name]
         with self.datastore.transaction(commit=True) as curs:
-            for position, topic, event in todo:
-                if event is None or topic not in projection.topics:
-                    continue
-                # row-level security: this transaction may touch only the event's tenant
-                curs.execute("SELECT set_config('app.tenant_id', %s, true)", (event.tenant_id,))
-                projection.apply(curs, topic, event, position)
-            tracker._insert_tracking(curs, Tracking(APP_NAME, todo[-1][0]))
+            apply_batch(curs, projection, self.trackers[projection.name], todo)
 
     def catch_up(self) -> None:
         while self.run_once():
@@ -136,3 +130,44 @@ class ProjectionWorker:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         self.health.running = False
+
+
+def lock_key(projection: Projection) -> int:
+    """The advisory lock every batch of ``projection`` takes; a rebuild's swap takes it too."""
+    return int.from_bytes(projection.name.encode()[:7].ljust(7, b"_"), "big")
+
+
+def lock(curs: Any, projection: Projection) -> None:
+    curs.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(projection),))
+
+
+def apply_batch(
+    curs: Any,
+    projection: Projection,
+    tracker: PostgresTrackingRecorder,
+    todo: list[tuple[int, str, Any]],
+) -> None:
+    """Apply decoded events to ``projection`` in the cursor's transaction, with its tracking row.
+
+    Under the projection's advisory lock the applied position is read again, so events another
+    writer (a rebuild's swap) applied meanwhile are skipped rather than applied twice.
+    """
+    lock(curs, projection)
+    curs.execute(
+        sql.SQL("SELECT notification_id FROM {} WHERE application_name = %s").format(
+            sql.Identifier(projection.tracking_table)
+        ),
+        (APP_NAME,),
+    )
+    row = curs.fetchone()
+    applied = int(row["notification_id"]) if row and row["notification_id"] else 0
+    todo = [item for item in todo if item[0] > applied]
+    if not todo:
+        return
+    for position, topic, event in todo:
+        if event is None or topic not in projection.topics:
+            continue
+        # row-level security: this transaction may touch only the event's tenant
+        curs.execute("SELECT set_config('app.tenant_id', %s, true)", (event.tenant_id,))
+        projection.apply(curs, topic, event, position)
+    tracker._insert_tracking(curs, Tracking(APP_NAME, todo[-1][0]))
