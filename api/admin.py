@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from api import render
@@ -18,6 +20,7 @@ from booking.calendar import zone
 from booking.errors import NotFound, ValidationFailed
 from booking.patients import Patient
 from booking.setup import exists
+from booking.tokens import IssuedToken
 
 
 def check_timezone(name: str, field: str = "timezone") -> None:
@@ -51,7 +54,13 @@ class AdminController(Controller):
         "/tenants/{tenant_id:str}/tokens",
         status_code=201,
         sync_to_thread=True,
-        responses=problems(404, 409),
+        responses={
+            **problems(404, 409),
+            201: ResponseSpec(
+                data_container=s.TokenOut,
+                description="The token; its secret is shown only in this answer",
+            ),
+        },
     )
     def issue_token(
         self,
@@ -59,7 +68,7 @@ class AdminController(Controller):
         tenant_id: FromPath[str],
         data: JSONBody[s.TokenIn],
         services: NamedDependency[Services],
-    ) -> Response[s.TokenOut]:
+    ) -> Response[bytes]:
         """Issue a bearer token for one tenant and role; the clear token is shown only here."""
         tenant_id = tenant_id.lower()
         if data.role == "patient" and data.patient_ref is None:
@@ -75,23 +84,32 @@ class AdminController(Controller):
         if patient_ref and not exists(services.store, Patient, tenant_id, patient_ref):
             raise NotFound(f"patient {patient_ref!r} not found")
         idem = key_for(request, tenant_id, "admin", data)
-        issued = services.tokens.issue(
+
+        def render(issued: IssuedToken) -> bytes:
+            return msgspec.json.encode(
+                s.TokenOut(
+                    token=issued.token,
+                    token_id=issued.token_id,
+                    role=issued.role,
+                    tenant_id=issued.tenant_id,
+                    patient_ref=issued.patient_ref,
+                    call_id=issued.call_id,
+                    expires_at=issued.expires_at,
+                )
+            )
+
+        body, replayed = services.tokens.issue_answer(
             tenant_id,
             data.role,
             patient_ref,
             data.call_id.lower() if data.call_id else None,
             data.ttl_seconds,
             idem,
+            render,
         )
         return Response(
-            content=s.TokenOut(
-                token=issued.token,
-                token_id=issued.token_id,
-                role=issued.role,
-                tenant_id=issued.tenant_id,
-                patient_ref=issued.patient_ref,
-                call_id=issued.call_id,
-                expires_at=issued.expires_at,
-            ),
+            content=body,
             status_code=201,
+            media_type="application/json",
+            headers={"Idempotent-Replayed": "true"} if replayed else {},
         )

@@ -36,7 +36,9 @@ CREATE TABLE IF NOT EXISTS booking_tokens (
     revoked_at  timestamptz,
     -- an Idempotency-Key that issued this token: a repeat may not show the secret again
     idempotency_key bytea UNIQUE,
-    request_fingerprint text
+    request_fingerprint text,
+    -- the first answer to an Idempotency-Key, encrypted with the event cipher, kept 24 h
+    replay bytea
 )
 """
 
@@ -77,6 +79,7 @@ def prepare_database(admin_url: str, runtime_url: str, cipher_key: str) -> None:
             version = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
             with conn.transaction():
                 conn.execute(TOKENS_DDL)
+                conn.execute("ALTER TABLE booking_tokens ADD COLUMN IF NOT EXISTS replay bytea")
                 conn.execute(IMMUTABLE_FN)
                 role = sql.Identifier(runtime_role)
                 conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
@@ -95,7 +98,7 @@ def prepare_database(admin_url: str, runtime_url: str, cipher_key: str) -> None:
                 )
                 conn.execute(
                     sql.SQL(
-                        "GRANT SELECT, INSERT, UPDATE (revoked_at) ON booking_tokens TO {}"
+                        "GRANT SELECT, INSERT, UPDATE (revoked_at, replay) ON booking_tokens TO {}"
                     ).format(role)
                 )
                 for projection in PROJECTIONS:

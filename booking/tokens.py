@@ -7,6 +7,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ DEFAULT_TTL = {"agent": 3600, "patient": 3600, "staff": 30 * 86400, "auditor": 3
 MAX_TTL_SECONDS = 365 * 86400
 PREFIX = "bk_"
 CACHE_SECONDS = 1.0
+REPLAY_HOURS = 24  # the contract keeps idempotent answers at least this long
 
 
 def _digest(token: str) -> bytes:
@@ -45,6 +47,10 @@ class IssuedToken:
 class TokenStore:
     def __init__(self, store: SchedulingApp, clock: Clock, admin_token: str | None) -> None:
         self.datastore = store.recorder.datastore  # type: ignore[attr-defined]
+        cipher = store.mapper.cipher
+        if cipher is None:
+            raise ValueError("the token store needs the event store's cipher")
+        self.cipher = cipher
         self.clock = clock
         self.admin_digest = _digest(admin_token) if admin_token else None
         self._cache: dict[bytes, tuple[float, Any]] = {}
@@ -62,10 +68,43 @@ class TokenStore:
         patient_ref: str | None,
         call_id: str | None,
         ttl_seconds: int | None,
-        idem: IdempotencyKey | None = None,
     ) -> IssuedToken:
-        """Store a new token's hash. The secret is shown once: a repeated Idempotency-Key gets
-        409 token-already-issued naming the token, never the secret again."""
+        issued, _ = self._issue(tenant_id, role, patient_ref, call_id, ttl_seconds, None, None)
+        assert issued is not None
+        return issued
+
+    def issue_answer(
+        self,
+        tenant_id: str,
+        role: str,
+        patient_ref: str | None,
+        call_id: str | None,
+        ttl_seconds: int | None,
+        idem: IdempotencyKey | None,
+        render: Callable[[IssuedToken], bytes],
+    ) -> tuple[bytes, bool]:
+        """Issue and render the answer; with an Idempotency-Key seen before, the first answer
+        again. Returns the answer's bytes and whether it is a replay."""
+        issued, body = self._issue(tenant_id, role, patient_ref, call_id, ttl_seconds, idem, render)
+        assert body is not None
+        return body, issued is None
+
+    def _issue(
+        self,
+        tenant_id: str,
+        role: str,
+        patient_ref: str | None,
+        call_id: str | None,
+        ttl_seconds: int | None,
+        idem: IdempotencyKey | None = None,
+        render: Callable[[IssuedToken], bytes] | None = None,
+    ) -> tuple[IssuedToken | None, bytes | None]:
+        """Store a new token's hash; return it and the rendered answer.
+
+        With an Idempotency-Key the rendered answer is kept, encrypted with the event cipher, for
+        REPLAY_HOURS: a retry of the same request gets the same bytes back (and ``None`` for the
+        token). After that window the secret is gone for good: 409 token-already-issued.
+        """
         token = PREFIX + secrets.token_urlsafe(32)
         now = self.clock.now()
         issued = IssuedToken(
@@ -77,13 +116,21 @@ class TokenStore:
             call_id=call_id,
             expires_at=now + timedelta(seconds=ttl_seconds or DEFAULT_TTL[role]),
         )
+        body = render(issued) if render else None
         idem_key = _digest(f"{idem.scope}\n{idem.key}") if idem else None
+        replay = self.cipher.encrypt(body) if (idem and body is not None) else None
         try:
             with self.datastore.transaction(commit=True) as curs:
                 curs.execute(
+                    "UPDATE booking_tokens SET replay = NULL"
+                    " WHERE replay IS NOT NULL AND created_at < %s",
+                    (now - timedelta(hours=REPLAY_HOURS),),
+                )
+                curs.execute(
                     "INSERT INTO booking_tokens (token_id, token_hash, tenant_id, role,"
                     " patient_ref, call_id, created_at, expires_at, idempotency_key,"
-                    " request_fingerprint) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " request_fingerprint, replay)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (
                         issued.token_id,
                         _digest(token),
@@ -95,6 +142,7 @@ class TokenStore:
                         issued.expires_at,
                         idem_key,
                         idem.fingerprint if idem else None,
+                        replay,
                     ),
                 )
         except Exception as exc:
@@ -102,7 +150,7 @@ class TokenStore:
                 raise
             with self.datastore.transaction(commit=False) as curs:
                 curs.execute(
-                    "SELECT token_id, request_fingerprint FROM booking_tokens"
+                    "SELECT token_id, request_fingerprint, replay, created_at FROM booking_tokens"
                     " WHERE idempotency_key = %s",
                     (idem_key,),
                 )
@@ -111,11 +159,15 @@ class TokenStore:
                 raise
             if row["request_fingerprint"] != idem.fingerprint:
                 raise IdempotencyKeyReuse() from None
+            fresh = row["created_at"] > now - timedelta(hours=REPLAY_HOURS)
+            if row["replay"] is not None and fresh:
+                return None, self.cipher.decrypt(bytes(row["replay"]))
             raise TokenAlreadyIssued(
-                f"token {row['token_id']} was already issued for this Idempotency-Key; its "
-                "secret is shown only once. Revoke it and issue a new one if it was lost"
+                f"token {row['token_id']} was issued for this Idempotency-Key more than "
+                f"{REPLAY_HOURS} hours ago and its secret is no longer kept. Revoke it and "
+                "issue a new one if it was lost"
             ) from None
-        return issued
+        return issued, body
 
     def authenticate(self, token: str) -> Scope | None:
         """The scope of a live token, or None for unknown, expired or revoked ones.
