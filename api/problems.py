@@ -72,6 +72,7 @@ def booking_error(_: Request[Any, Any, Any], exc: BookingError) -> Response[Any]
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 _BARE_NAME = re.compile(r"^'[^']*'$")
+_MISSING_PARAM = re.compile(r"Missing required (\w+) parameter '([^']+)'")
 
 
 def _field(key: str | None, message: str) -> str:
@@ -91,7 +92,15 @@ def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Res
             message = "a JSON body is required"
         errors.append(FieldProblem(field=_field(item.get("key"), message), message=message))
     if not errors:
-        errors = [FieldProblem(field="body", message="invalid request")]
+        missing = _MISSING_PARAM.search(str(exc.detail or ""))
+        if missing:  # litestar names a missing query/path/header parameter only in its detail
+            errors = [
+                FieldProblem(
+                    field=missing.group(2), message=f"required {missing.group(1)} parameter"
+                )
+            ]
+        else:
+            errors = [FieldProblem(field="body", message="invalid request")]
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
     return problem_response(
         Problem(
