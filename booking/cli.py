@@ -140,6 +140,40 @@ def projections_command(args: argparse.Namespace) -> int:
         runtime.close()
 
 
+def tokens_command(args: argparse.Namespace) -> int:
+    """``booking tokens revoke TOKEN_ID``."""
+    from uuid import UUID
+
+    from booking.clock import SystemClock
+    from booking.runtime import resolve
+    from booking.store import open_store
+    from booking.tokens import TokenStore
+
+    try:
+        token_id = UUID(args.token_id)
+    except ValueError:
+        print(f"booking: {args.token_id!r} is not a token id (a UUID)", file=sys.stderr)
+        return 2
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"booking: {exc}", file=sys.stderr)
+        return 2
+    runtime = resolve(settings)
+    try:
+        store = open_store(runtime.database_url, runtime.cipher_key)
+        try:
+            if not TokenStore(store, SystemClock(), None).revoke(token_id):
+                print(f"booking: no live token {token_id}", file=sys.stderr)
+                return 1
+            print(f"revoked {token_id}")
+            return 0
+        finally:
+            store.close()
+    finally:
+        runtime.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="booking", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rebuild_cmd.add_argument("name", nargs="?", help="portal, board or timeline")
     rebuild_cmd.add_argument("--all", action="store_true", help="every projection")
     views_cmd.set_defaults(run=projections_command)
+    tokens_cmd = commands.add_parser("tokens", help="token administration")
+    tokens_actions = tokens_cmd.add_subparsers(dest="action", required=True)
+    revoke_cmd = tokens_actions.add_parser("revoke", help="revoke a token by its token_id")
+    revoke_cmd.add_argument("token_id")
+    tokens_cmd.set_defaults(run=tokens_command)
     args = parser.parse_args(argv)
     _logging()
     return int(args.run(args))

@@ -169,6 +169,17 @@ class TokenStore:
             ) from None
         return issued, body
 
+    def revoke(self, token_id: UUID) -> bool:
+        """Revoke a token; False when no live token has this id. Every API process stops
+        accepting it within CACHE_SECONDS."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "UPDATE booking_tokens SET revoked_at = %s"
+                " WHERE token_id = %s AND revoked_at IS NULL",
+                (self.clock.now(), token_id),
+            )
+            return bool(curs.rowcount)
+
     def authenticate(self, token: str) -> Scope | None:
         """The scope of a live token, or None for unknown, expired or revoked ones.
 

@@ -44,3 +44,38 @@ def test_a_retried_issuance_returns_the_same_token(live_server: LiveServer) -> N
     assert late.status_code == 409, late.text
     assert late.json()["type"] == "/problems/token-already-issued"
     assert token not in late.text
+
+
+def test_a_revoked_token_stops_working_within_a_second(live_server: LiveServer) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    tenant = seed_tenant(live_server, "revoke-clinic")
+    with live_server.client() as client:
+        issued = expect(
+            client.post(
+                f"/v1/admin/tenants/{tenant.tenant_id}/tokens",
+                json={"role": "agent"},
+                headers=live_server.admin_headers,
+            ),
+            201,
+        )
+        headers = bearer(issued["token"])
+        expect(client.get("/v1/agent/tools", headers=headers), 200)
+        env = {
+            **os.environ,
+            "BOOKING_DATABASE_URL": live_server.settings.database_url,
+            "BOOKING_ADMIN_DATABASE_URL": live_server.settings.admin_database_url,
+            "BOOKING_CIPHER_KEY": live_server.settings.cipher_key,
+        }
+        command = [sys.executable, "-m", "booking.cli", "tokens", "revoke", issued["token_id"]]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 1 and "no live token" in again.stderr
+        time.sleep(1.1)  # the token cache's lifetime
+        refused = client.get("/v1/agent/tools", headers=headers)
+    assert refused.status_code == 401
+    assert refused.headers["content-type"] == "application/problem+json"
