@@ -311,6 +311,7 @@ def save_ops(stack: ExitStack, runtime_url: str, key: str, clients: int) -> list
             day.book(appointment_id=str(appointment.id), start=start, end=end, hold_id=None)
             patient.add_appointment(appointment_id=str(appointment.id))
             request = IdempotentRequest(
+                tenant_id=tenant,
                 scope=scope,
                 key=str(uuid4()),
                 fingerprint=hashlib.sha256(b"body").hexdigest(),
@@ -404,8 +405,8 @@ def main() -> None:
         prepare_database(admin_url, runtime_url, key)
         with psycopg.connect(admin_url) as conn:
             shown = [
-                conn.execute(q).fetchone()[0]
-                for q in (  # type: ignore[index]
+                conn.execute(q).fetchone()[0]  # type: ignore[index]
+                for q in (
                     "SELECT version()",
                     "SHOW fsync",
                     "SHOW synchronous_commit",

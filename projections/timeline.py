@@ -34,6 +34,14 @@ def _iso(value: Any) -> Any:
 def _handlers(names: Names) -> dict[str, Apply]:
     table = names("patient_timeline")
     patients = names("timeline_patients")
+    # which patient an appointment or patient id belongs to never changes: remember it, so
+    # applying an event rarely has to read (a read would stall the pipelined batch)
+    known: dict[Any, str] = {}
+
+    def remember(key: Any, patient_ref: str) -> None:
+        if len(known) > 200_000:
+            known.clear()
+        known[key] = patient_ref
 
     def add(
         curs: Cursor[Any],
@@ -61,6 +69,8 @@ def _handlers(names: Names) -> dict[str, Apply]:
         )
 
     def patient_of_appointment(curs: Cursor[Any], appointment_id: Any) -> str | None:
+        if appointment_id in known:
+            return known[appointment_id]
         curs.execute(
             f"SELECT patient_ref FROM {table} WHERE appointment_id = %s LIMIT 1",
             (appointment_id,),
@@ -69,11 +79,14 @@ def _handlers(names: Names) -> dict[str, Apply]:
         return None if row is None else str(row["patient_ref"])
 
     def patient_ref_of(curs: Cursor[Any], patient_id: Any) -> str | None:
+        if patient_id in known:
+            return known[patient_id]
         curs.execute(f"SELECT patient_ref FROM {patients} WHERE patient_id = %s", (patient_id,))
         row = curs.fetchone()
         return None if row is None else str(row["patient_ref"])
 
     def registered(curs: Cursor[Any], e: Any, position: int) -> None:
+        remember(e.originator_id, e.patient_ref)
         curs.execute(
             f"INSERT INTO {patients} (tenant_id, patient_id, patient_ref) VALUES (%s, %s, %s)",
             (e.tenant_id, e.originator_id, e.patient_ref),
@@ -103,6 +116,7 @@ def _handlers(names: Names) -> dict[str, Apply]:
         )
 
     def booked(curs: Cursor[Any], e: Any, position: int) -> None:
+        remember(e.originator_id, e.patient_ref)
         add(
             curs,
             e,

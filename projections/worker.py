@@ -164,10 +164,14 @@ def apply_batch(
     todo = [item for item in todo if item[0] > applied]
     if not todo:
         return
-    for position, topic, event in todo:
-        if event is None or topic not in projection.topics:
-            continue
-        # row-level security: this transaction may touch only the event's tenant
-        curs.execute("SELECT set_config('app.tenant_id', %s, true)", (event.tenant_id,))
-        projection.apply(curs, topic, event, position)
+    tenant = None
+    # pipelined: statements go out without waiting for each reply (a handler that reads syncs)
+    with curs.connection.pipeline():
+        for position, topic, event in todo:
+            if event is None or topic not in projection.topics:
+                continue
+            if event.tenant_id != tenant:  # row-level security: only the event's tenant
+                tenant = event.tenant_id
+                curs.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant,))
+            projection.apply(curs, topic, event, position)
     tracker._insert_tracking(curs, Tracking(APP_NAME, todo[-1][0]))
