@@ -22,9 +22,11 @@ from psycopg.rows import dict_row
 from booking.store import EVENTS_TABLE, SchedulingApp
 from projections.base import Projection
 from projections.schema import create_tables, index_name
-from projections.worker import BATCH, apply_batch, lock
+from projections.worker import apply_batch, lock
 
 Progress = Callable[[int, int, float], None]
+# larger than the live worker's batches: a rebuild has the whole log to go through
+BATCH = 5000
 
 
 @dataclass
