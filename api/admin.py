@@ -12,6 +12,7 @@ from litestar.params import FromPath, JSONBody
 
 from api import render
 from api import schemas as s
+from api.auditing import note
 from api.auth import admin_guard
 from api.idempotency import key_for, respond
 from api.openapi_docs import problems
@@ -43,12 +44,13 @@ class AdminController(Controller):
         services: NamedDependency[Services],
     ) -> Response[s.TenantOut]:
         """Register a clinic (tenant) with its IANA time zone."""
+        note(request, tenant_id=data.tenant_id.lower())
         check_timezone(data.timezone)
         idem = key_for(request, data.tenant_id.lower(), "admin", data)
         decision = services.setup.create_tenant(
             data.tenant_id.lower(), data.name, data.timezone, idem
         )
-        return respond(decision, render.tenant(decision))
+        return respond(request, decision, render.tenant(decision))
 
     @post(
         "/tenants/{tenant_id:str}/tokens",
@@ -70,6 +72,11 @@ class AdminController(Controller):
         services: NamedDependency[Services],
     ) -> Response[bytes]:
         """Issue a bearer token for one tenant and role; the clear token is shown only here."""
+        note(
+            request,
+            tenant_id=tenant_id.lower(),
+            patient_ref=data.patient_ref.lower() if data.patient_ref else None,
+        )
         tenant_id = tenant_id.lower()
         if data.role == "patient" and data.patient_ref is None:
             raise ValidationFailed.field("patient_ref", "a patient token must name its patient")

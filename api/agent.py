@@ -13,6 +13,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from api import render
 from api import schemas as s
+from api.auditing import note
 from api.auth import provide_scope, role_guard
 from api.idempotency import key_for, respond
 from api.openapi_docs import problems
@@ -96,6 +97,7 @@ class AgentController(Controller):
         services: NamedDependency[Services],
     ) -> Response[s.HoldOut]:
         """Hold a slot for a patient; it expires by itself."""
+        note(request, patient_ref=data.patient_ref.lower())
         decision = services.scheduling.hold(
             caller,
             data.slot_id,
@@ -103,7 +105,7 @@ class AgentController(Controller):
             data.call_id.lower() if data.call_id else None,
             key_for(request, caller.tenant_id, caller.token_id, data),
         )
-        return respond(decision, render.hold(decision))
+        return respond(request, decision, render.hold(decision))
 
     @post("/bookings", status_code=201, sync_to_thread=True, responses=problems(404, 409, 503))
     def book(
@@ -114,6 +116,7 @@ class AgentController(Controller):
         services: NamedDependency[Services],
     ) -> Response[s.AppointmentOut]:
         """Book from a hold or an open slot; the answer carries the stored event as evidence."""
+        note(request, patient_ref=data.patient_ref.lower())
         one_of(data.hold_id, data.slot_id)
         decision = services.scheduling.book(
             caller,
@@ -123,17 +126,19 @@ class AgentController(Controller):
             data.call_id.lower() if data.call_id else None,
             key_for(request, caller.tenant_id, caller.token_id, data),
         )
-        return respond(decision, render.appointment(decision))
+        return respond(request, decision, render.appointment(decision))
 
     @get("/confirmations/{confirmation_code:str}", sync_to_thread=True, responses=problems(404))
     def confirmation(
         self,
+        request: Request[Any, Any, Any],
         confirmation_code: FromPath[str],
         caller: NamedDependency[Scope],
         services: NamedDependency[Services],
     ) -> s.ConfirmationOut:
         """Whether a confirmation code names a booked appointment, read from the event stream."""
         appointment, position = services.scheduling.confirmation(caller, confirmation_code)
+        note(request, patient_ref=appointment.patient_ref)
         if appointment.status != "booked":
             return s.ConfirmationOut(
                 confirmed=False, appointment_id=appointment.id, status=appointment.status
@@ -173,7 +178,7 @@ class AgentController(Controller):
             data.slot_id,
             key_for(request, caller.tenant_id, caller.token_id, data),
         )
-        return respond(decision, render.appointment(decision))
+        return respond(request, decision, render.appointment(decision))
 
     @post(
         "/appointments/{appointment_id:str}/cancel",
@@ -197,11 +202,12 @@ class AgentController(Controller):
             body.reason,
             key_for(request, caller.tenant_id, caller.token_id, body),
         )
-        return respond(decision, render.cancellation(decision))
+        return respond(request, decision, render.cancellation(decision))
 
     @get("/patients/{patient_ref:str}/appointments", sync_to_thread=True, responses=problems(404))
     def patient_appointments(
         self,
+        request: Request[Any, Any, Any],
         patient_ref: FromPath[str],
         caller: NamedDependency[Scope],
         services: NamedDependency[Services],
@@ -209,6 +215,7 @@ class AgentController(Controller):
         """A patient's appointments, from the event store."""
         if not is_client_id(patient_ref):
             raise NotFound(f"patient {patient_ref!r} not found")
+        note(request, patient_ref=patient_ref.lower())
         appointments = services.scheduling.patient_appointments(caller, patient_ref.lower())
         return s.PatientAppointmentsOut(
             appointments=[

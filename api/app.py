@@ -15,12 +15,15 @@ from litestar.openapi import OpenAPIConfig
 
 from api.admin import AdminController
 from api.agent import AgentController
+from api.audit_routes import AuditController
+from api.auditing import write_audit_entry
 from api.health import health, ready
 from api.problems import HANDLERS
 from api.ratelimit import RateLimiter
 from api.services import Services, provide_services
 from api.staff import StaffSetupController
 from api.views import PortalController, StaffViewsController
+from booking.audit import AuditLog
 from booking.clock import Clock, SystemClock
 from booking.commands import Executor
 from booking.runtime import Runtime, resolve
@@ -53,6 +56,7 @@ def build_services(settings: Settings, runtime: Runtime, clock: Clock) -> Servic
         scheduling=Scheduling(store, executor, clock, settings.hold_ttl_seconds, cache),
         tokens=TokenStore(store, clock, runtime.admin_token),
         views=Views(store, cache),
+        audit=AuditLog(store),
     )
 
 
@@ -109,11 +113,13 @@ def create_app(
             StaffViewsController,
             AgentController,
             PortalController,
+            AuditController,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,
+        before_send=[write_audit_entry],
         openapi_config=OpenAPIConfig(title="Booking API", version="1.0.0", path="/schema"),
         debug=False,
     )

@@ -3,16 +3,20 @@ token of the wrong role. The caller's Scope is left on the request for handlers 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import msgspec
 from litestar import Request
 from litestar.concurrency import sync_to_thread
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
+from api.auditing import note
 from booking.access import Scope
+from booking.ids import is_client_id
 from booking.tokens import TokenStore
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Coroutine[Any, Any, None]]
@@ -38,8 +42,11 @@ async def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
     token = bearer(connection)
     tokens = tokens_of(connection)
     if tokens.is_admin(token):
+        connection.state.admin = True  # for the audit entry
         return  # the platform operator's token is not an issued token and is not rate limited
-    if await sync_to_thread(tokens.authenticate, token) is not None:
+    scope = await sync_to_thread(tokens.authenticate, token)
+    if scope is not None:
+        connection.state.scope = scope  # an authenticated refusal is audited too
         raise PermissionDeniedException("platform admin routes need the admin token")
     raise NotAuthorizedException("unknown or expired token")
 
@@ -51,14 +58,28 @@ def role_guard(*roles: str) -> Guard:
         scope = await sync_to_thread(tokens.authenticate, token)
         if scope is None:
             if tokens.is_admin(token):
+                connection.state.admin = True
                 raise PermissionDeniedException("the admin token is for platform admin routes only")
             raise NotAuthorizedException("unknown or expired token")
+        connection.state.scope = scope  # before any refusal: an authenticated refusal is audited
         limit(connection, scope.token_id)
         if scope.role not in roles:
+            await note_attempted_patient(connection)
             raise PermissionDeniedException(f"this route needs role {' or '.join(roles)}")
-        connection.state.scope = scope
 
     return guard
+
+
+async def note_attempted_patient(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """For the audit entry of a refused request: the patient its body or path names, if any."""
+    patient_ref = connection.path_params.get("patient_ref")
+    if patient_ref is None and isinstance(connection, Request):
+        with contextlib.suppress(Exception):  # a body that is not JSON names no patient
+            body = msgspec.json.decode(await connection.body())
+            if isinstance(body, dict):
+                patient_ref = body.get("patient_ref")
+    if isinstance(patient_ref, str) and is_client_id(patient_ref):
+        note(connection, patient_ref=patient_ref.lower())  # type: ignore[arg-type]
 
 
 def provide_scope(request: Request[Any, Any, Any]) -> Scope:

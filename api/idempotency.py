@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 
+from api.auditing import note
 from booking.commands import Decision, IdempotencyKey
 from booking.errors import ValidationFailed
 
@@ -28,7 +29,10 @@ def key_for(
     )
 
 
-def respond(decision: Decision, content: Any) -> Response[Any]:
+def respond(request: Request[Any, Any, Any], decision: Decision, content: Any) -> Response[Any]:
+    patient_ref = getattr(decision.subject, "patient_ref", None)
+    if patient_ref is not None:
+        note(request, patient_ref=patient_ref)
     headers = {"Idempotent-Replayed": "true"} if decision.replayed else {}
     return Response(
         content=msgspec.json.encode(content),

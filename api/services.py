@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Request
 
+from booking.audit import AuditLog
 from booking.clock import Clock
 from booking.scheduling import Scheduling
 from booking.settings import Settings
@@ -25,6 +26,7 @@ class Services:
     scheduling: Scheduling
     tokens: TokenStore
     views: Views
+    audit: AuditLog
 
 
 def provide_services(request: Request[Any, Any, Any]) -> Services:

@@ -11,6 +11,7 @@ from litestar.params import FromPath, JSONBody
 from api import render
 from api import schemas as s
 from api.admin import check_timezone
+from api.auditing import note
 from api.auth import provide_scope, role_guard
 from api.idempotency import key_for, respond
 from api.openapi_docs import problems
@@ -61,7 +62,7 @@ class StaffSetupController(Controller):
             data.timezone,
             key_for(request, caller.tenant_id, caller.token_id, data),
         )
-        return respond(decision, render.provider(decision))
+        return respond(request, decision, render.provider(decision))
 
     @post("/appointment-types", status_code=201, sync_to_thread=True, responses=problems(409, 503))
     def create_appointment_type(
@@ -79,7 +80,7 @@ class StaffSetupController(Controller):
             data.duration_minutes,
             key_for(request, caller.tenant_id, caller.token_id, data),
         )
-        return respond(decision, render.appointment_type(decision))
+        return respond(request, decision, render.appointment_type(decision))
 
     @put(
         "/providers/{provider_id:str}/weekly-hours",
@@ -105,7 +106,7 @@ class StaffSetupController(Controller):
             hours,
             key_for(request, caller.tenant_id, caller.token_id, data),
         )
-        return respond(decision, render.weekly_hours(decision))
+        return respond(request, decision, render.weekly_hours(decision))
 
     @post("/patients", status_code=201, sync_to_thread=True, responses=problems(409, 503))
     def register_patient(
@@ -118,6 +119,7 @@ class StaffSetupController(Controller):
         """Register a patient. Name, phone and birth date are encrypted at rest."""
         if data.birth_date is not None and data.birth_date > services.clock.now().date():
             raise ValidationFailed.field("birth_date", "must not be in the future")
+        note(request, patient_ref=data.patient_ref.lower())
         decision = services.setup.register_patient(
             caller,
             data.patient_ref.lower(),
@@ -127,4 +129,4 @@ class StaffSetupController(Controller):
             data.language,
             key_for(request, caller.tenant_id, caller.token_id, data),
         )
-        return respond(decision, render.patient(decision))
+        return respond(request, decision, render.patient(decision))

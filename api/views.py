@@ -13,6 +13,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from api import render
 from api import schemas as s
 from api.agent import appointment_uuid
+from api.auditing import note
 from api.auth import provide_scope, role_guard
 from api.idempotency import key_for, respond
 from api.openapi_docs import problems
@@ -68,7 +69,7 @@ class PortalController(Controller):
             body.reason,
             key_for(request, caller.tenant_id, caller.token_id, body),
         )
-        return respond(decision, render.cancellation(decision))
+        return respond(request, decision, render.cancellation(decision))
 
 
 class StaffViewsController(Controller):
@@ -110,6 +111,7 @@ class StaffViewsController(Controller):
     @get("/patients/{patient_ref:str}/timeline", sync_to_thread=True, responses=problems(404, 503))
     def timeline(
         self,
+        request: Request[Any, Any, Any],
         patient_ref: FromPath[str],
         caller: NamedDependency[Scope],
         services: NamedDependency[Services],
@@ -118,6 +120,7 @@ class StaffViewsController(Controller):
         """Every event about a patient, in order."""
         if not is_client_id(patient_ref):
             raise NotFound(f"patient {patient_ref!r} not found")
+        note(request, patient_ref=patient_ref.lower())
         rows, position = services.views.timeline(caller, patient_ref.lower(), min_position)
         return s.TimelineOut(
             patient_ref.lower(), [render.timeline_entry(r) for r in rows], position
@@ -146,4 +149,4 @@ class StaffViewsController(Controller):
             mark,
             key_for(request, caller.tenant_id, caller.token_id, None),
         )
-        return respond(decision, render.cancellation(decision))
+        return respond(request, decision, render.cancellation(decision))

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from booking.settings import Settings, SettingsError
 
@@ -174,6 +175,55 @@ def tokens_command(args: argparse.Namespace) -> int:
         runtime.close()
 
 
+def audit_command(args: argparse.Namespace) -> int:
+    """``booking audit verify [--tenant T]``: check each tenant's hash chain."""
+    from booking.audit import PLATFORM, AuditLog
+    from booking.runtime import resolve
+    from booking.schema import prepare_database
+    from booking.store import open_store
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"booking: {exc}", file=sys.stderr)
+        return 2
+    runtime = resolve(settings)
+    try:
+        prepare_database(runtime.admin_database_url, runtime.database_url, runtime.cipher_key)
+        store = open_store(runtime.database_url, runtime.cipher_key)
+        try:
+            tenants = [args.tenant] if args.tenant else [PLATFORM, *known_tenants(store)]
+            checked, problems = AuditLog(store).verify(tenants)
+        finally:
+            store.close()
+    finally:
+        runtime.close()
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"audit chain BROKEN in {len(problems)} of {len(tenants)} tenants")
+        return 1
+    print(f"audit chain intact: {checked} entries in {len(tenants)} tenants")
+    return 0
+
+
+def known_tenants(store: Any) -> list[str]:
+    """Every tenant ever registered, read from the event log (audit rows are under RLS)."""
+    tenants: list[str] = []
+    position = 0
+    while True:
+        batch = store.recorder.select_notifications(
+            start=position,
+            limit=1000,
+            topics=["booking:Tenant.Registered"],
+            inclusive_of_start=False,
+        )
+        if not batch:
+            return tenants
+        tenants.extend(store.mapper.to_domain_event(n).tenant_id for n in batch)
+        position = batch[-1].id
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="booking", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke_cmd = tokens_actions.add_parser("revoke", help="revoke a token by its token_id")
     revoke_cmd.add_argument("token_id")
     tokens_cmd.set_defaults(run=tokens_command)
+    audit_cmd = commands.add_parser("audit", help="audit trail checks")
+    audit_actions = audit_cmd.add_subparsers(dest="action", required=True)
+    verify_cmd = audit_actions.add_parser(
+        "verify", help="detect edited, removed or reordered entries"
+    )
+    verify_cmd.add_argument("--tenant", help="only this tenant")
+    audit_cmd.set_defaults(run=audit_command)
     args = parser.parse_args(argv)
     _logging()
     return int(args.run(args))

@@ -10,11 +10,13 @@ triggers stand on 17+ too, so even the owner cannot rewrite history without firs
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from booking import audit
 from booking.store import EVENTS_TABLE, open_store
 from projections.catalog import PROJECTIONS
 from projections.schema import create_tables
@@ -67,6 +69,22 @@ def _immutable(conn: psycopg.Connection, table: str) -> None:
             )
 
 
+def _audit(conn: psycopg.Connection[Any], role: sql.Identifier) -> None:
+    conn.execute(audit.DDL)
+    for statement in audit.INDEXES:
+        conn.execute(statement)
+    conn.execute("ALTER TABLE audit_log ENABLE ROW LEVEL SECURITY")
+    conn.execute("ALTER TABLE audit_log FORCE ROW LEVEL SECURITY")
+    conn.execute("DROP POLICY IF EXISTS tenant_isolation ON audit_log")
+    conn.execute(
+        "CREATE POLICY tenant_isolation ON audit_log"
+        " USING (tenant_id = current_setting('app.tenant_id', true))"
+        " WITH CHECK (tenant_id = current_setting('app.tenant_id', true))"
+    )
+    conn.execute(sql.SQL("GRANT SELECT, INSERT ON audit_log TO {}").format(role))
+    _immutable(conn, "audit_log")
+
+
 def prepare_database(admin_url: str, runtime_url: str, cipher_key: str) -> None:
     runtime_role = str(conninfo_to_dict(runtime_url).get("user") or "")
     if not runtime_role:
@@ -103,6 +121,7 @@ def prepare_database(admin_url: str, runtime_url: str, cipher_key: str) -> None:
                 )
                 for projection in PROJECTIONS:
                     create_tables(conn, projection, runtime_role)
+                _audit(conn, role)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
     log.info("database schema ready (runtime role %s)", runtime_role)

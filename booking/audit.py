@@ -1,0 +1,186 @@
+"""The audit trail: who touched which patient's data, and what the answer was.
+
+Append-only (the runtime role may insert and read, never change; triggers refuse UPDATE, DELETE
+and TRUNCATE to everyone) and hash-chained per tenant: each entry's hash covers the previous
+entry's hash and its own fields, so an edited, removed or reordered entry breaks the chain at
+that point, and ``verify`` names it. Entries are under row-level security like every tenant table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from booking.store import SchedulingApp
+
+PLATFORM = "_platform"  # admin actions that concern no tenant yet
+GENESIS = bytes(32)
+
+DDL = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    tenant_id   text NOT NULL,
+    seq         bigint NOT NULL,
+    at          timestamptz NOT NULL,
+    principal   text NOT NULL,
+    role        text NOT NULL,
+    action      text NOT NULL,
+    patient_ref text,
+    outcome     text NOT NULL,
+    status      integer NOT NULL,
+    request_id  uuid NOT NULL,
+    prev_hash   bytea NOT NULL,
+    hash        bytea NOT NULL,
+    PRIMARY KEY (tenant_id, seq)
+)
+"""
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS audit_log_patient ON audit_log (tenant_id, patient_ref, seq)",
+    "CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (tenant_id, at)",
+)
+FIELDS = (
+    "tenant_id",
+    "seq",
+    "at",
+    "principal",
+    "role",
+    "action",
+    "patient_ref",
+    "outcome",
+    "status",
+    "request_id",
+)
+
+
+def outcome_of(status: int) -> str:
+    if status < 400:
+        return "success"
+    if status in (401, 403):
+        return "denied"
+    if status == 404:
+        return "not-found"
+    return "rejected" if status < 500 else "error"
+
+
+def entry_hash(prev_hash: bytes, entry: dict[str, Any]) -> bytes:
+    canonical = json.dumps(
+        [
+            entry[f].astimezone(UTC).isoformat()
+            if isinstance(entry[f], datetime)
+            else str(entry[f])
+            if isinstance(entry[f], UUID)
+            else entry[f]
+            for f in FIELDS
+        ],
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(prev_hash + canonical.encode()).digest()
+
+
+@dataclass(frozen=True)
+class Problem:
+    tenant_id: str
+    seq: int
+    what: str
+
+    def __str__(self) -> str:
+        return f"tenant {self.tenant_id}: entry {self.seq} {self.what}"
+
+
+class AuditLog:
+    def __init__(self, store: SchedulingApp) -> None:
+        self.datastore = store.recorder.datastore  # type: ignore[attr-defined]
+
+    def append(
+        self,
+        *,
+        tenant_id: str,
+        at: datetime,
+        principal: str,
+        role: str,
+        action: str,
+        patient_ref: str | None,
+        status: int,
+        request_id: UUID,
+    ) -> None:
+        """Add one entry, chained to the tenant's last one, in a transaction of its own."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant_id,))
+            curs.execute("SELECT pg_advisory_xact_lock(hashtext('audit:' || %s))", (tenant_id,))
+            curs.execute(
+                "SELECT seq, hash FROM audit_log WHERE tenant_id = %s ORDER BY seq DESC LIMIT 1",
+                (tenant_id,),
+            )
+            last = curs.fetchone()
+            entry: dict[str, Any] = {
+                "tenant_id": tenant_id,
+                "seq": (last["seq"] + 1) if last else 1,
+                "at": at,
+                "principal": principal,
+                "role": role,
+                "action": action,
+                "patient_ref": patient_ref,
+                "outcome": outcome_of(status),
+                "status": status,
+                "request_id": request_id,
+            }
+            prev = bytes(last["hash"]) if last else GENESIS
+            curs.execute(
+                "INSERT INTO audit_log (tenant_id, seq, at, principal, role, action, patient_ref,"
+                " outcome, status, request_id, prev_hash, hash)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (*[entry[f] for f in FIELDS], prev, entry_hash(prev, entry)),
+            )
+
+    def entries(
+        self,
+        tenant_id: str,
+        patient_ref: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        query = "SELECT * FROM audit_log WHERE tenant_id = %s"
+        params: list[Any] = [tenant_id]
+        if patient_ref is not None:
+            query += " AND patient_ref = %s"
+            params.append(patient_ref)
+        if start is not None:
+            query += " AND at >= %s"
+            params.append(start)
+        if end is not None:
+            query += " AND at <= %s"
+            params.append(end)
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant_id,))
+            curs.execute(query + " ORDER BY seq LIMIT %s", (*params, limit))
+            return list(curs.fetchall())
+
+    def verify(self, tenant_ids: Iterable[str]) -> tuple[int, list[Problem]]:
+        """Check each tenant's chain; return the entries checked and the first problem of each."""
+        checked, problems = 0, []
+        for tenant_id in tenant_ids:
+            with self.datastore.transaction(commit=False) as curs:
+                curs.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant_id,))
+                curs.execute(
+                    "SELECT * FROM audit_log WHERE tenant_id = %s ORDER BY seq", (tenant_id,)
+                )
+                rows = curs.fetchall()
+            prev, expected_seq = GENESIS, 1
+            for row in rows:
+                checked += 1
+                if row["seq"] != expected_seq:
+                    problems.append(Problem(tenant_id, expected_seq, "is missing"))
+                    break
+                if bytes(row["prev_hash"]) != prev:
+                    problems.append(Problem(tenant_id, row["seq"], "is out of order"))
+                    break
+                if bytes(row["hash"]) != entry_hash(prev, row):
+                    problems.append(Problem(tenant_id, row["seq"], "was altered"))
+                    break
+                prev, expected_seq = bytes(row["hash"]), expected_seq + 1
+        return checked, problems
