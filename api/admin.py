@@ -19,6 +19,7 @@ from api.openapi_docs import problems
 from api.services import Services
 from booking.calendar import zone
 from booking.errors import NotFound, ValidationFailed
+from booking.ids import is_client_id
 from booking.patients import Patient
 from booking.setup import exists
 from booking.tokens import IssuedToken
@@ -72,12 +73,9 @@ class AdminController(Controller):
         services: NamedDependency[Services],
     ) -> Response[bytes]:
         """Issue a bearer token for one tenant and role; the clear token is shown only here."""
-        note(
-            request,
-            tenant_id=tenant_id.lower(),
-            patient_ref=data.patient_ref.lower() if data.patient_ref else None,
-        )
         tenant_id = tenant_id.lower()
+        if not is_client_id(tenant_id):
+            raise NotFound(f"tenant {tenant_id!r} not found")
         if data.role == "patient" and data.patient_ref is None:
             raise ValidationFailed.field("patient_ref", "a patient token must name its patient")
         if data.role in ("staff", "auditor") and data.patient_ref is not None:
@@ -87,6 +85,12 @@ class AdminController(Controller):
         if data.role != "agent" and data.call_id is not None:
             raise ValidationFailed.field("call_id", "only agent tokens are bound to a call")
         services.setup.tenant(tenant_id)
+        # filed under the tenant only once it is known to exist (no chains for made-up ids)
+        note(
+            request,
+            tenant_id=tenant_id,
+            patient_ref=data.patient_ref.lower() if data.patient_ref else None,
+        )
         patient_ref = data.patient_ref.lower() if data.patient_ref else None
         if patient_ref and not exists(services.store, Patient, tenant_id, patient_ref):
             raise NotFound(f"patient {patient_ref!r} not found")

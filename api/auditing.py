@@ -7,6 +7,7 @@ is known and adds ``X-Request-Id`` to the response, so a client and an auditor c
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -18,8 +19,11 @@ from litestar.types import Scope as ASGIScope
 
 from booking.access import Scope
 from booking.audit import PLATFORM
+from booking.ids import is_client_id
 
 NOTE = "audit_note"
+WRITTEN = "audit_written"
+log = logging.getLogger("booking.audit")
 
 
 def note(
@@ -27,9 +31,10 @@ def note(
 ) -> None:
     """Record what this request concerns, for its audit entry."""
     current = dict(request.state.get(NOTE) or {})
-    if tenant_id is not None:
+    # only well-formed ids: the entry is written whatever the request held
+    if tenant_id is not None and is_client_id(tenant_id):
         current["tenant_id"] = tenant_id
-    if patient_ref is not None:
+    if patient_ref is not None and is_client_id(patient_ref):
         current["patient_ref"] = patient_ref
     request.state[NOTE] = current
 
@@ -42,6 +47,9 @@ async def write_audit_entry(message: Message, scope: ASGIScope) -> None:
     admin = bool(state.get("admin"))
     if caller is None and not admin:
         return  # unauthenticated: no principal to name
+    if state.get(WRITTEN):
+        return  # an error answer replacing this one is not a second request
+    state[WRITTEN] = True
     request_id = uuid4()
     message["headers"] = [
         *message.get("headers", []),
@@ -53,14 +61,25 @@ async def write_audit_entry(message: Message, scope: ASGIScope) -> None:
     else:
         tenant_id, principal, role = noted.get("tenant_id") or PLATFORM, "admin", "admin"
     services = scope["app"].state.services
-    await sync_to_thread(
-        services.audit.append,
-        tenant_id=tenant_id,
-        at=datetime.now(UTC),
-        principal=principal,
-        role=role,
-        action=f"{scope['method']} {scope.get('path_template') or scope['path']}",  # type: ignore[typeddict-item]
-        patient_ref=noted.get("patient_ref") or (caller.patient_ref if caller else None),
-        status=int(message["status"]),
-        request_id=request_id,
-    )
+    try:
+        await sync_to_thread(
+            services.audit.append,
+            tenant_id=tenant_id,
+            at=datetime.now(UTC),
+            principal=principal,
+            role=role,
+            action=f"{scope['method']} {scope.get('path_template') or scope['path']}",  # type: ignore[typeddict-item]
+            patient_ref=noted.get("patient_ref") or (caller.patient_ref if caller else None),
+            status=int(message["status"]),
+            request_id=request_id,
+        )
+    except Exception as exc:
+        # The answer stands (a booking made must not be reported as failed); the gap is loud.
+        # Changes are in the event log regardless; what is lost is this access record.
+        log.error(
+            "audit entry LOST for request %s (%s %s): %s",
+            request_id,
+            scope["method"],  # type: ignore[typeddict-item]
+            scope.get("path_template"),
+            type(exc).__name__,
+        )

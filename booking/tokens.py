@@ -150,7 +150,8 @@ class TokenStore:
                 raise
             with self.datastore.transaction(commit=False) as curs:
                 curs.execute(
-                    "SELECT token_id, request_fingerprint, replay, created_at FROM booking_tokens"
+                    "SELECT token_id, request_fingerprint, replay, created_at, revoked_at"
+                    " FROM booking_tokens"
                     " WHERE idempotency_key = %s",
                     (idem_key,),
                 )
@@ -160,12 +161,12 @@ class TokenStore:
             if row["request_fingerprint"] != idem.fingerprint:
                 raise IdempotencyKeyReuse() from None
             fresh = row["created_at"] > now - timedelta(hours=REPLAY_HOURS)
-            if row["replay"] is not None and fresh:
+            if row["replay"] is not None and fresh and row["revoked_at"] is None:
                 return None, self.cipher.decrypt(bytes(row["replay"]))
             raise TokenAlreadyIssued(
-                f"token {row['token_id']} was issued for this Idempotency-Key more than "
-                f"{REPLAY_HOURS} hours ago and its secret is no longer kept. Revoke it and "
-                "issue a new one if it was lost"
+                f"token {row['token_id']} was issued for this Idempotency-Key and has since "
+                f"been revoked, or more than {REPLAY_HOURS} hours ago: its secret is no longer "
+                "shown. Issue a new one with a new key"
             ) from None
         return issued, body
 

@@ -1,6 +1,7 @@
 """Reading the read models: always inside a transaction that sets the caller's tenant (row-level
-security shows nothing else), in one snapshot with the projection's position, so a reply's
-``position`` is never ahead of the rows it shows."""
+security shows nothing else) and holds the projection's advisory lock in shared mode. Worker
+batches and a rebuild's swap take that lock exclusively, so a read sees neither a batch half
+applied nor a table swapped under it, and a reply's ``position`` matches the rows it shows."""
 
 from __future__ import annotations
 
@@ -15,15 +16,21 @@ from psycopg import Cursor, sql
 from booking.errors import ReadModelBehind
 from booking.store import APP_NAME, EVENTS_TABLE, SchedulingApp
 from projections.base import Projection
+from projections.worker import lock_key
 
 WAIT_SECONDS = 2.0
 
 
 @contextmanager
-def tenant_snapshot(store: SchedulingApp, tenant_id: str) -> Iterator[Cursor[Any]]:
+def tenant_snapshot(
+    store: SchedulingApp, tenant_id: str, projection: Projection
+) -> Iterator[Cursor[Any]]:
     datastore = store.recorder.datastore  # type: ignore[attr-defined]
     with datastore.transaction(commit=False) as curs:
-        curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        # READ COMMITTED on purpose: a snapshot taken before a swap commits would read the
+        # swapped-in table as of before its last rows; the lock makes each statement consistent
+        curs.execute("SET TRANSACTION READ ONLY")
+        curs.execute("SELECT pg_advisory_xact_lock_shared(%s)", (lock_key(projection),))
         curs.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant_id,))
         yield curs
 

@@ -126,17 +126,23 @@ class Rebuilder:
             # 2. swap, under the live view's lock, after the last events
             with conn.transaction():
                 curs = conn.cursor()
-                lock(curs, live)  # live batches wait from here until the swap commits
-                while True:
+                lock(curs, live)  # live batches and readers wait from here until the swap commits
+                # the end of the log, read first: the table lock of every save makes ids commit
+                # in order, so every event up to here is visible and none can appear below it
+                end = int(recorder.max_notification_id() or 0)
+                while position < end:
                     batch = recorder.select_notifications(
-                        start=position, limit=BATCH, topics=topics, inclusive_of_start=False
+                        start=position,
+                        limit=BATCH,
+                        stop=end,
+                        topics=topics,
+                        inclusive_of_start=False,
                     )
                     if not batch:
                         break
                     apply_batch(curs, fresh, tracker, self._decode(batch))
                     position = batch[-1].id
                     done += len(batch)
-                end = int(recorder.max_notification_id() or 0)
                 if end > position:  # events of other topics move the view's position too
                     apply_batch(curs, fresh, tracker, [(end, "", None)])  # tracking row only
                     position = end

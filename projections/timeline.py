@@ -155,7 +155,8 @@ def _handlers(names: Names) -> dict[str, Apply]:
         def changed(curs: Cursor[Any], e: Any, position: int) -> None:
             details: dict[str, Any] = {"by_role": e.by_role}
             if kind == "cancelled":
-                details.update(call_id=e.call_id, reason=e.reason)
+                # not the free-text reason: it may hold health details; it stays encrypted
+                details.update(call_id=e.call_id)
             add(
                 curs,
                 e,

@@ -29,7 +29,7 @@ class Views:
     def portal(self, scope: Scope, min_position: int | None) -> tuple[list[dict[str, Any]], int]:
         assert scope.patient_ref is not None
         await_position(self.store, PORTAL, min_position)
-        with tenant_snapshot(self.store, scope.tenant_id) as curs:
+        with tenant_snapshot(self.store, scope.tenant_id, PORTAL) as curs:
             return portal_rows(curs, scope.patient_ref), position_in(curs, PORTAL)
 
     def board(
@@ -48,7 +48,7 @@ class Views:
         start = datetime.combine(date_from, time(0), tz)
         end = datetime.combine(date_to + timedelta(days=1), time(0), tz)
         await_position(self.store, BOARD, min_position)
-        with tenant_snapshot(self.store, scope.tenant_id) as curs:
+        with tenant_snapshot(self.store, scope.tenant_id, BOARD) as curs:
             rows = board_rows(curs, start, end, provider_id, status, BOARD_LIMIT)
             return rows, position_in(curs, BOARD)
 
@@ -58,5 +58,5 @@ class Views:
         if Patient.create_id(scope.tenant_id, patient_ref) not in self.store.repository:
             raise NotFound(f"patient {patient_ref!r} not found")
         await_position(self.store, TIMELINE, min_position)
-        with tenant_snapshot(self.store, scope.tenant_id) as curs:
+        with tenant_snapshot(self.store, scope.tenant_id, TIMELINE) as curs:
             return timeline_rows(curs, patient_ref, TIMELINE_LIMIT), position_in(curs, TIMELINE)

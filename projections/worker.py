@@ -8,6 +8,7 @@ delays it by the poll interval; a failure is logged and the loop restarts with b
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -134,7 +135,8 @@ class ProjectionWorker:
 
 def lock_key(projection: Projection) -> int:
     """The advisory lock every batch of ``projection`` takes; a rebuild's swap takes it too."""
-    return int.from_bytes(projection.name.encode()[:7].ljust(7, b"_"), "big")
+    digest = hashlib.sha256(f"projection:{projection.name}".encode()).digest()
+    return int.from_bytes(digest[:7], "big")
 
 
 def lock(curs: Any, projection: Projection) -> None:

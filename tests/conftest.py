@@ -69,7 +69,8 @@ def live_server(
     )
     settings = dataclasses.replace(settings, **getattr(request.module, "SERVER_SETTINGS", {}))
     clock = ManualClock()
-    server = RunningServer(create_app(settings, clock=clock))
+    app = create_app(settings, clock=clock)
+    server = RunningServer(app)
     server.start()
     try:
         yield LiveServer(
@@ -77,6 +78,7 @@ def live_server(
             clock=clock,
             settings=settings,
             admin_headers=bearer(ADMIN_TOKEN),
+            app=app,
         )
     finally:
         server.stop()

@@ -40,6 +40,7 @@ class LiveServer:
     clock: ManualClock
     settings: Settings
     admin_headers: dict[str, str] = field(default_factory=lambda: bearer(ADMIN_TOKEN))
+    app: Any = None  # the Litestar app being served: app.state.services once started
 
     def client(self, **kwargs: Any) -> httpx.Client:
         kwargs.setdefault("timeout", 30)
