@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -81,6 +82,13 @@ def entry_hash(prev_hash: bytes, entry: dict[str, Any]) -> bytes:
     return hashlib.sha256(prev_hash + canonical.encode()).digest()
 
 
+@dataclass
+class _Pending:
+    entry: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
 @dataclass(frozen=True)
 class Problem:
     tenant_id: str
@@ -94,6 +102,9 @@ class Problem:
 class AuditLog:
     def __init__(self, store: SchedulingApp) -> None:
         self.datastore = store.recorder.datastore  # type: ignore[attr-defined]
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        self._writer = threading.Lock()
 
     def append(
         self,
@@ -107,18 +118,15 @@ class AuditLog:
         status: int,
         request_id: UUID,
     ) -> None:
-        """Add one entry, chained to the tenant's last one, in a transaction of its own."""
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant_id,))
-            curs.execute("SELECT pg_advisory_xact_lock(hashtext('audit:' || %s))", (tenant_id,))
-            curs.execute(
-                "SELECT seq, hash FROM audit_log WHERE tenant_id = %s ORDER BY seq DESC LIMIT 1",
-                (tenant_id,),
-            )
-            last = curs.fetchone()
-            entry: dict[str, Any] = {
+        """Add one entry, chained to its tenant's last one; returns once it is committed.
+
+        Concurrent calls are committed together (group commit): one caller writes every entry
+        waiting at that moment in one transaction, so a busy clinic pays one commit per batch
+        instead of one per request. A failure is raised in every caller of that batch.
+        """
+        pending = _Pending(
+            {
                 "tenant_id": tenant_id,
-                "seq": (last["seq"] + 1) if last else 1,
                 "at": at,
                 "principal": principal,
                 "role": role,
@@ -128,13 +136,55 @@ class AuditLog:
                 "status": status,
                 "request_id": request_id,
             }
-            prev = bytes(last["hash"]) if last else GENESIS
-            curs.execute(
-                "INSERT INTO audit_log (tenant_id, seq, at, principal, role, action, patient_ref,"
-                " outcome, status, request_id, prev_hash, hash)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (*[entry[f] for f in FIELDS], prev, entry_hash(prev, entry)),
-            )
+        )
+        with self._queue_lock:
+            self._queue.append(pending)
+        while not pending.done.is_set():
+            # whoever gets the writer's lock writes everything queued so far, its own included
+            if self._writer.acquire(timeout=0.05):
+                try:
+                    with self._queue_lock:
+                        batch, self._queue = self._queue, []
+                    if batch:
+                        self._write(batch)
+                finally:
+                    self._writer.release()
+        if pending.error is not None:
+            raise pending.error
+
+    def _write(self, batch: list[_Pending]) -> None:
+        try:
+            with self.datastore.transaction(commit=True) as curs:
+                for tenant_id in sorted({p.entry["tenant_id"] for p in batch}):
+                    curs.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant_id,))
+                    # other processes append to the same chains: serialise per tenant
+                    curs.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext('audit:' || %s))", (tenant_id,)
+                    )
+                    curs.execute(
+                        "SELECT seq, hash FROM audit_log WHERE tenant_id = %s"
+                        " ORDER BY seq DESC LIMIT 1",
+                        (tenant_id,),
+                    )
+                    last = curs.fetchone()
+                    seq = last["seq"] if last else 0
+                    prev = bytes(last["hash"]) if last else GENESIS
+                    for item in (p for p in batch if p.entry["tenant_id"] == tenant_id):
+                        seq += 1
+                        entry = {**item.entry, "seq": seq}
+                        digest = entry_hash(prev, entry)
+                        curs.execute(
+                            "INSERT INTO audit_log (tenant_id, seq, at, principal, role, action,"
+                            " patient_ref, outcome, status, request_id, prev_hash, hash)"
+                            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                            (*[entry[f] for f in FIELDS], prev, digest),
+                        )
+                        prev = digest
+        except Exception as exc:
+            for item in batch:
+                item.error = exc
+        for item in batch:
+            item.done.set()
 
     def entries(
         self,
