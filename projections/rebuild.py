@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import psycopg
+from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from booking.store import EVENTS_TABLE, SchedulingApp
+from booking.store import APP_NAME, EVENTS_TABLE, SchedulingApp
 from projections.base import Projection
 from projections.schema import create_tables, index_name
 from projections.worker import apply_batch, lock
@@ -110,19 +111,34 @@ class Rebuilder:
             )
             started = time.monotonic()
             done = position = 0
-            # 1. replay the log into the fresh tables; the live view keeps serving meanwhile
+            # 1. replay the log into the fresh tables; the live view keeps serving meanwhile.
+            # With a bulk fold, rows are computed in memory and written in bulk; the tracking
+            # row is written with the last of them. Otherwise events apply one by one.
+            bulk = fresh.bulk()
             while True:
                 batch = recorder.select_notifications(
                     start=position, limit=BATCH, topics=topics, inclusive_of_start=False
                 )
                 if not batch:
                     break
+                decoded = self._decode(batch)
                 with conn.transaction():
-                    apply_batch(conn.cursor(), fresh, tracker, self._decode(batch))
+                    if bulk is None:
+                        apply_batch(conn.cursor(), fresh, tracker, decoded)
+                    else:
+                        bulk.feed(decoded)
+                        with conn.pipeline():
+                            bulk.flush(conn.cursor())
                 position = batch[-1].id
                 done += len(batch)
                 if progress:
                     progress(done, max(total, done), time.monotonic() - started)
+            if bulk is not None:
+                with conn.transaction(), conn.pipeline():
+                    curs = conn.cursor()
+                    bulk.finish(curs)
+                    if position:
+                        tracker._insert_tracking(curs, Tracking(APP_NAME, position))
             # 2. swap, under the live view's lock, after the last events
             with conn.transaction():
                 curs = conn.cursor()

@@ -1,20 +1,22 @@
 """The patient timeline: every event about a patient, in log order, for staff and incident review.
 Entries name what happened and to which appointment; they carry no patient data (name, phone,
-birth date stay encrypted in the event store)."""
+birth date, free-text reasons stay encrypted in the event store)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from psycopg import Cursor
 
 from projections.appointments import BOOKED, RESCHEDULED, STATUS_EVENTS
-from projections.base import Apply, Names, Projection, Table
+from projections.base import Apply, Names, Projection, Table, insert_rows
 
 PATIENT_REGISTERED = "booking:Patient.Registered"
 HOLD_TAKEN = "booking:Patient.HoldTaken"
 HOLD_ENDED = "booking:Patient.HoldEnded"
+TOPICS = (PATIENT_REGISTERED, HOLD_TAKEN, HOLD_ENDED, BOOKED, RESCHEDULED, *STATUS_EVENTS)
 
 COLUMNS = """
     position bigint NOT NULL,
@@ -25,159 +27,150 @@ COLUMNS = """
     details jsonb NOT NULL,
     PRIMARY KEY (tenant_id, position)
 """
+ENTRY = ("tenant_id", "position", "patient_ref", "at", "kind", "appointment_id", "details")
+PATIENT = ("tenant_id", "patient_id", "patient_ref")
 
 
-def _iso(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
+def _json(details: dict[str, Any]) -> str:
+    return json.dumps(
+        {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in details.items()},
+        sort_keys=True,
+    )
+
+
+def entry(
+    topic: str, e: Any, position: int, patient_of: Callable[[Any], str | None]
+) -> tuple[Any, ...] | None:
+    """The timeline row an event makes (None when it names no known patient).
+
+    ``patient_of`` maps a patient id or an appointment id to the patient's reference.
+    """
+    kind: str
+    appointment_id: Any = None
+    if topic == PATIENT_REGISTERED:
+        patient, kind, details = e.patient_ref, "registered", {"language": e.language}
+    elif topic == HOLD_TAKEN:
+        patient, kind = patient_of(e.originator_id), "hold"
+        details = {"hold_id": e.hold_id, "expires_at": e.expires_at}
+    elif topic == HOLD_ENDED:
+        patient, kind = patient_of(e.originator_id), f"hold-{e.outcome}"
+        details = {"hold_id": e.hold_id}
+    elif topic == BOOKED:
+        patient, kind, appointment_id = e.patient_ref, "booked", e.originator_id
+        details = {
+            "start": e.start,
+            "end": e.end,
+            "provider_id": e.provider_id,
+            "type_id": e.type_id,
+            "confirmation_code": e.confirmation_code,
+            "call_id": e.call_id,
+        }
+    elif topic == RESCHEDULED:
+        patient, kind, appointment_id = patient_of(e.originator_id), "rescheduled", e.originator_id
+        details = {
+            "start": e.start,
+            "end": e.end,
+            "provider_id": e.provider_id,
+            "previous_start": e.previous_start,
+            "call_id": e.call_id,
+        }
+    elif topic in STATUS_EVENTS:
+        patient, kind, appointment_id = (
+            patient_of(e.originator_id),
+            STATUS_EVENTS[topic],
+            e.originator_id,
+        )
+        details = {"by_role": e.by_role}
+        if kind == "cancelled":  # never the free-text reason: it may hold health details
+            details["call_id"] = e.call_id
+    else:
+        return None
+    if patient is None:  # an event about a patient this view never saw registered
+        return None
+    return (e.tenant_id, position, patient, e.timestamp, kind, appointment_id, _json(details))
+
+
+def _owner(topic: str, e: Any) -> tuple[Any, str] | None:
+    """An id whose patient an event fixes for good: a patient's or an appointment's."""
+    if topic == PATIENT_REGISTERED:
+        return e.originator_id, e.patient_ref
+    if topic == BOOKED:
+        return e.originator_id, e.patient_ref
+    return None
 
 
 def _handlers(names: Names) -> dict[str, Apply]:
-    table = names("patient_timeline")
-    patients = names("timeline_patients")
-    # which patient an appointment or patient id belongs to never changes: remember it, so
-    # applying an event rarely has to read (a read would stall the pipelined batch)
+    table, patients = names("patient_timeline"), names("timeline_patients")
+    # which patient an id belongs to never changes: remembering it spares most reads, which
+    # would stall the pipelined batch
     known: dict[Any, str] = {}
 
-    def remember(key: Any, patient_ref: str) -> None:
-        if len(known) > 200_000:
-            known.clear()
-        known[key] = patient_ref
+    def apply(curs: Cursor[Any], topic: str, e: Any, position: int) -> None:
+        owner = _owner(topic, e)
+        if owner is not None:
+            if len(known) > 200_000:
+                known.clear()
+            known[owner[0]] = owner[1]
+            if topic == PATIENT_REGISTERED:
+                curs.execute(
+                    f"INSERT INTO {patients} (tenant_id, patient_id, patient_ref)"
+                    " VALUES (%s, %s, %s)",
+                    (e.tenant_id, e.originator_id, e.patient_ref),
+                )
 
-    def add(
-        curs: Cursor[Any],
-        e: Any,
-        position: int,
-        patient_ref: str | None,
-        kind: str,
-        appointment_id: Any,
-        details: dict[str, Any],
-    ) -> None:
-        if patient_ref is None:  # an event about a patient this view never saw registered
-            return
-        curs.execute(
-            f"INSERT INTO {table} (tenant_id, position, patient_ref, at, kind, appointment_id,"
-            " details) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (
-                e.tenant_id,
-                position,
-                patient_ref,
-                e.timestamp,
-                kind,
-                appointment_id,
-                json.dumps({k: _iso(v) for k, v in details.items()}, sort_keys=True),
-            ),
-        )
+        def patient_of(key: Any) -> str | None:
+            if key in known:
+                return known[key]
+            curs.execute(
+                f"SELECT patient_ref FROM {patients} WHERE patient_id = %s"
+                f" UNION ALL SELECT patient_ref FROM {table} WHERE appointment_id = %s LIMIT 1",
+                (key, key),
+            )
+            row = curs.fetchone()
+            return None if row is None else str(row["patient_ref"])
 
-    def patient_of_appointment(curs: Cursor[Any], appointment_id: Any) -> str | None:
-        if appointment_id in known:
-            return known[appointment_id]
-        curs.execute(
-            f"SELECT patient_ref FROM {table} WHERE appointment_id = %s LIMIT 1",
-            (appointment_id,),
-        )
-        row = curs.fetchone()
-        return None if row is None else str(row["patient_ref"])
-
-    def patient_ref_of(curs: Cursor[Any], patient_id: Any) -> str | None:
-        if patient_id in known:
-            return known[patient_id]
-        curs.execute(f"SELECT patient_ref FROM {patients} WHERE patient_id = %s", (patient_id,))
-        row = curs.fetchone()
-        return None if row is None else str(row["patient_ref"])
-
-    def registered(curs: Cursor[Any], e: Any, position: int) -> None:
-        remember(e.originator_id, e.patient_ref)
-        curs.execute(
-            f"INSERT INTO {patients} (tenant_id, patient_id, patient_ref) VALUES (%s, %s, %s)",
-            (e.tenant_id, e.originator_id, e.patient_ref),
-        )
-        add(curs, e, position, e.patient_ref, "registered", None, {"language": e.language})
-
-    def hold_taken(curs: Cursor[Any], e: Any, position: int) -> None:
-        add(
-            curs,
-            e,
-            position,
-            patient_ref_of(curs, e.originator_id),
-            "hold",
-            None,
-            {"hold_id": e.hold_id, "expires_at": e.expires_at},
-        )
-
-    def hold_ended(curs: Cursor[Any], e: Any, position: int) -> None:
-        add(
-            curs,
-            e,
-            position,
-            patient_ref_of(curs, e.originator_id),
-            f"hold-{e.outcome}",
-            None,
-            {"hold_id": e.hold_id},
-        )
-
-    def booked(curs: Cursor[Any], e: Any, position: int) -> None:
-        remember(e.originator_id, e.patient_ref)
-        add(
-            curs,
-            e,
-            position,
-            e.patient_ref,
-            "booked",
-            e.originator_id,
-            {
-                "start": e.start,
-                "end": e.end,
-                "provider_id": e.provider_id,
-                "type_id": e.type_id,
-                "confirmation_code": e.confirmation_code,
-                "call_id": e.call_id,
-            },
-        )
-
-    def rescheduled(curs: Cursor[Any], e: Any, position: int) -> None:
-        add(
-            curs,
-            e,
-            position,
-            patient_of_appointment(curs, e.originator_id),
-            "rescheduled",
-            e.originator_id,
-            {
-                "start": e.start,
-                "end": e.end,
-                "provider_id": e.provider_id,
-                "previous_start": e.previous_start,
-                "call_id": e.call_id,
-            },
-        )
-
-    def status(kind: str) -> Apply:
-        def changed(curs: Cursor[Any], e: Any, position: int) -> None:
-            details: dict[str, Any] = {"by_role": e.by_role}
-            if kind == "cancelled":
-                # not the free-text reason: it may hold health details; it stays encrypted
-                details.update(call_id=e.call_id)
-            add(
-                curs,
-                e,
-                position,
-                patient_of_appointment(curs, e.originator_id),
-                kind,
-                e.originator_id,
-                details,
+        row = entry(topic, e, position, patient_of)
+        if row is not None:
+            curs.execute(
+                f"INSERT INTO {table} ({', '.join(ENTRY)}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                row,
             )
 
-        return changed
+    def bind(topic: str) -> Apply:
+        return lambda curs, e, position: apply(curs, topic, e, position)
 
-    handlers: dict[str, Apply] = {
-        PATIENT_REGISTERED: registered,
-        HOLD_TAKEN: hold_taken,
-        HOLD_ENDED: hold_ended,
-        BOOKED: booked,
-        RESCHEDULED: rescheduled,
-    }
-    handlers.update({topic: status(kind) for topic, kind in STATUS_EVENTS.items()})
-    return handlers
+    return {topic: bind(topic) for topic in TOPICS}
+
+
+class TimelineBulk:
+    """A rebuild's fast path: rows are computed in memory and inserted in bulk per batch."""
+
+    def __init__(self, names: Names) -> None:
+        self.table, self.patients = names("patient_timeline"), names("timeline_patients")
+        self.known: dict[Any, str] = {}
+        self.rows: list[tuple[Any, ...]] = []
+        self.patient_rows: list[tuple[Any, ...]] = []
+
+    def feed(self, events: list[tuple[int, str, Any]]) -> None:
+        for position, topic, e in events:
+            if e is None:
+                continue
+            owner = _owner(topic, e)
+            if owner is not None:
+                self.known[owner[0]] = owner[1]
+                if topic == PATIENT_REGISTERED:
+                    self.patient_rows.append((e.tenant_id, e.originator_id, e.patient_ref))
+            row = entry(topic, e, position, self.known.get)
+            if row is not None:
+                self.rows.append(row)
+
+    def flush(self, curs: Cursor[Any]) -> None:
+        insert_rows(curs, self.patients, PATIENT, self.patient_rows)
+        insert_rows(curs, self.table, ENTRY, self.rows)
+        self.rows, self.patient_rows = [], []
+
+    def finish(self, curs: Cursor[Any]) -> None:
+        self.flush(curs)
 
 
 TIMELINE = Projection(
@@ -195,6 +188,7 @@ TIMELINE = Projection(
         ),
     ),
     make_handlers=_handlers,
+    make_bulk=TimelineBulk,
 )
 
 
