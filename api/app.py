@@ -17,6 +17,7 @@ from api.admin import AdminController
 from api.agent import AgentController
 from api.audit_routes import AuditController
 from api.auditing import write_audit_entry
+from api.faults import Faults
 from api.health import health, ready
 from api.problems import HANDLERS
 from api.ratelimit import RateLimiter
@@ -43,9 +44,16 @@ log = logging.getLogger("booking.api")
 MAX_BODY = 64 * 1024
 
 
-def build_services(settings: Settings, runtime: Runtime, clock: Clock) -> Services:
+def build_services(
+    settings: Settings, runtime: Runtime, clock: Clock, pool_size: int | None = None
+) -> Services:
     prepare_database(runtime.admin_database_url, runtime.database_url, runtime.cipher_key)
-    store = open_store(runtime.database_url, runtime.cipher_key)
+    if pool_size is None:
+        store = open_store(runtime.database_url, runtime.cipher_key)
+    else:
+        store = open_store(
+            runtime.database_url, runtime.cipher_key, pool_size=pool_size, max_overflow=0
+        )
     executor = Executor(store)
     cache = SetupCache(store)
     return Services(
@@ -75,6 +83,8 @@ def create_app(
     clock: Clock | None = None,
     on_ready: Callable[[Services], None] | None = None,
     run_projections: bool = True,
+    pool_size: int | None = None,
+    faults: Faults | None = None,
 ) -> Litestar:
     """The app; ``on_ready`` runs once the services exist (``booking serve --demo`` seeds there)."""
     clock = clock or SystemClock()
@@ -83,7 +93,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         runtime = await sync_to_thread(resolve, settings)
         try:
-            services = await sync_to_thread(build_services, settings, runtime, clock)
+            services = await sync_to_thread(build_services, settings, runtime, clock, pool_size)
             app.state.services = services
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second)
             worker = None
@@ -120,6 +130,7 @@ def create_app(
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,
         before_send=[write_audit_entry],
+        before_request=faults.before_request if faults else None,
         openapi_config=OpenAPIConfig(title="Booking API", version="1.0.0", path="/schema"),
         debug=False,
     )

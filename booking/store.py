@@ -43,6 +43,7 @@ def store_env(
     *,
     create_tables: bool,
     pool_size: int = 10,
+    max_overflow: int | None = None,
 ) -> dict[str, str]:
     """eventsourcing settings for one PostgreSQL URL (TCP host or Unix-socket directory)."""
     params: dict[str, Any] = conninfo_to_dict(database_url)
@@ -57,7 +58,7 @@ def store_env(
         "POSTGRES_USER": str(params["user"]),
         "POSTGRES_PASSWORD": str(params.get("password") or ""),
         "POSTGRES_POOL_SIZE": str(pool_size),
-        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size if max_overflow is None else max_overflow),
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_LOCK_TIMEOUT": "10",
         # psycopg_pool drops broken connections and eventsourcing retries connection errors;
@@ -73,5 +74,19 @@ def store_env(
     }
 
 
-def open_store(database_url: str, cipher_key: str, *, create_tables: bool = False) -> SchedulingApp:
-    return SchedulingApp(env=store_env(database_url, cipher_key, create_tables=create_tables))
+def open_store(
+    database_url: str,
+    cipher_key: str,
+    *,
+    create_tables: bool = False,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+) -> SchedulingApp:
+    env = store_env(
+        database_url,
+        cipher_key,
+        create_tables=create_tables,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+    )
+    return SchedulingApp(env=env)
