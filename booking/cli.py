@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from booking.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from booking.runtime import Runtime
+    from booking.store import SchedulingApp
 
 log = logging.getLogger("booking")
 
@@ -19,17 +24,37 @@ def _logging() -> None:
     )
 
 
+class UsageError(Exception):
+    """A mistake on the command line: printed as ``booking: ...`` with exit status 2."""
+
+
+@contextmanager
+def opened_store(*, prepare: bool = True) -> Iterator[tuple[Runtime, SchedulingApp]]:
+    """The runtime (embedded server or URLs) and the event store, closed on the way out."""
+    from booking.runtime import resolve
+    from booking.schema import prepare_database
+    from booking.store import open_store
+
+    runtime = resolve(Settings.from_env())
+    try:
+        if prepare:
+            prepare_database(runtime.admin_database_url, runtime.database_url, runtime.cipher_key)
+        store = open_store(runtime.database_url, runtime.cipher_key)
+        try:
+            yield runtime, store
+        finally:
+            store.close()
+    finally:
+        runtime.close()
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
     from api.services import Services
 
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"booking: {exc}", file=sys.stderr)
-        return 2
+    settings = Settings.from_env()
 
     def announce(services: Services) -> None:
         if args.demo:
@@ -51,38 +76,21 @@ def serve(args: argparse.Namespace) -> int:
 def project(args: argparse.Namespace) -> int:
     """Run the projection worker alone (production runs it beside stateless API replicas)."""
     import signal
-    import threading
 
-    from booking.runtime import resolve
-    from booking.schema import prepare_database
-    from booking.store import open_store
     from projections.catalog import PROJECTIONS
     from projections.worker import ProjectionWorker
 
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"booking: {exc}", file=sys.stderr)
-        return 2
-    runtime = resolve(settings)
-    try:
-        prepare_database(runtime.admin_database_url, runtime.database_url, runtime.cipher_key)
-        store = open_store(runtime.database_url, runtime.cipher_key)
+    with opened_store() as (runtime, store):
         worker = ProjectionWorker(store, PROJECTIONS, runtime.database_url)
-        stopping = threading.Event()
 
         def stop(signum: int, _: object) -> None:
             log.info("signal %d: stopping the projection worker", signum)
-            stopping.set()
             worker.stop(timeout=0)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         log.info("projection worker running: %s", ", ".join(p.name for p in PROJECTIONS))
         worker.run_forever()
-        store.close()
-    finally:
-        runtime.close()
     return 0
 
 
@@ -90,55 +98,34 @@ def projections_command(args: argparse.Namespace) -> int:
     """``booking projections status`` and ``booking projections rebuild NAME|--all``."""
     from psycopg.conninfo import conninfo_to_dict
 
-    from booking.runtime import resolve
-    from booking.schema import prepare_database
-    from booking.store import open_store
     from projections.catalog import BY_NAME, PROJECTIONS
     from projections.reads import lag
     from projections.rebuild import Rebuilder, progress_bar
 
     if args.action == "rebuild":
         if bool(args.all) == bool(args.name):
-            print("booking: name one projection or pass --all", file=sys.stderr)
-            return 2
+            raise UsageError("name one projection or pass --all")
         if args.name and args.name not in BY_NAME:
-            print(
-                f"booking: no projection {args.name!r}; known: {', '.join(BY_NAME)}",
-                file=sys.stderr,
-            )
-            return 2
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"booking: {exc}", file=sys.stderr)
-        return 2
-    runtime = resolve(settings)
-    try:
-        prepare_database(runtime.admin_database_url, runtime.database_url, runtime.cipher_key)
-        store = open_store(runtime.database_url, runtime.cipher_key)
-        try:
-            if args.action == "status":
-                print(f"{'projection':<12}{'position':>10}{'lag events':>12}{'lag seconds':>13}")
-                for p in PROJECTIONS:
-                    state = lag(store, p)
-                    print(
-                        f"{p.name:<12}{state['position']:>10}{state['lag_events']:>12}"
-                        f"{state['lag_seconds']:>13.1f}"
-                    )
-                return 0
-            role = str(conninfo_to_dict(runtime.database_url).get("user") or "")
-            rebuilder = Rebuilder(store, runtime.admin_database_url, role)
-            for p in PROJECTIONS if args.all else (BY_NAME[args.name],):
-                result = rebuilder.rebuild(p, progress_bar(p.name))
+            raise UsageError(f"no projection {args.name!r}; known: {', '.join(BY_NAME)}")
+    with opened_store() as (runtime, store):
+        if args.action == "status":
+            print(f"{'projection':<12}{'position':>10}{'lag events':>12}{'lag seconds':>13}")
+            for p in PROJECTIONS:
+                state = lag(store, p)
                 print(
-                    f"{result.name}: {result.events:,} events in {result.seconds:.1f} s, "
-                    f"swapped in at position {result.position}"
+                    f"{p.name:<12}{state['position']:>10}{state['lag_events']:>12}"
+                    f"{state['lag_seconds']:>13.1f}"
                 )
             return 0
-        finally:
-            store.close()
-    finally:
-        runtime.close()
+        role = str(conninfo_to_dict(runtime.database_url).get("user") or "")
+        rebuilder = Rebuilder(store, runtime.admin_database_url, role)
+        for p in PROJECTIONS if args.all else (BY_NAME[args.name],):
+            result = rebuilder.rebuild(p, progress_bar(p.name))
+            print(
+                f"{result.name}: {result.events:,} events in {result.seconds:.1f} s, "
+                f"swapped in at position {result.position}"
+            )
+    return 0
 
 
 def tokens_command(args: argparse.Namespace) -> int:
@@ -146,58 +133,27 @@ def tokens_command(args: argparse.Namespace) -> int:
     from uuid import UUID
 
     from booking.clock import SystemClock
-    from booking.runtime import resolve
-    from booking.store import open_store
     from booking.tokens import TokenStore
 
     try:
         token_id = UUID(args.token_id)
     except ValueError:
-        print(f"booking: {args.token_id!r} is not a token id (a UUID)", file=sys.stderr)
-        return 2
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"booking: {exc}", file=sys.stderr)
-        return 2
-    runtime = resolve(settings)
-    try:
-        store = open_store(runtime.database_url, runtime.cipher_key)
-        try:
-            if not TokenStore(store, SystemClock(), None).revoke(token_id):
-                print(f"booking: no live token {token_id}", file=sys.stderr)
-                return 1
-            print(f"revoked {token_id}")
-            return 0
-        finally:
-            store.close()
-    finally:
-        runtime.close()
+        raise UsageError(f"{args.token_id!r} is not a token id (a UUID)") from None
+    with opened_store(prepare=False) as (_, store):
+        if not TokenStore(store, SystemClock(), None).revoke(token_id):
+            print(f"booking: no live token {token_id}", file=sys.stderr)
+            return 1
+    print(f"revoked {token_id}")
+    return 0
 
 
 def audit_command(args: argparse.Namespace) -> int:
     """``booking audit verify [--tenant T]``: check each tenant's hash chain."""
     from booking.audit import PLATFORM, AuditLog
-    from booking.runtime import resolve
-    from booking.schema import prepare_database
-    from booking.store import open_store
 
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"booking: {exc}", file=sys.stderr)
-        return 2
-    runtime = resolve(settings)
-    try:
-        prepare_database(runtime.admin_database_url, runtime.database_url, runtime.cipher_key)
-        store = open_store(runtime.database_url, runtime.cipher_key)
-        try:
-            tenants = [args.tenant] if args.tenant else [PLATFORM, *known_tenants(store)]
-            checked, problems = AuditLog(store).verify(tenants)
-        finally:
-            store.close()
-    finally:
-        runtime.close()
+    with opened_store() as (_, store):
+        tenants = [args.tenant] if args.tenant else [PLATFORM, *known_tenants(store)]
+        checked, problems = AuditLog(store).verify(tenants)
     for problem in problems:
         print(problem)
     if problems:
@@ -259,7 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit_cmd.set_defaults(run=audit_command)
     args = parser.parse_args(argv)
     _logging()
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (SettingsError, UsageError) as exc:
+        print(f"booking: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
