@@ -49,7 +49,9 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """The real app (``api.app.create_app``) served over HTTP on a free local port.
 
-    A module may set ``SERVER_SETTINGS = {...}`` to override Settings fields for its server.
+    A module may set ``SERVER_SETTINGS = {...}`` to override Settings fields for its server,
+    and ``APP_OPTIONS = {...}`` for create_app's other arguments (pool_size, faults,
+    run_projections).
     """
     from api.app import create_app
     from booking.clock import ManualClock
@@ -69,7 +71,7 @@ def live_server(
     )
     settings = dataclasses.replace(settings, **getattr(request.module, "SERVER_SETTINGS", {}))
     clock = ManualClock()
-    app = create_app(settings, clock=clock)
+    app = create_app(settings, clock=clock, **getattr(request.module, "APP_OPTIONS", {}))
     server = RunningServer(app)
     server.start()
     try:

@@ -4,27 +4,18 @@ else fails; the broken request gets a 500 with an error_id, and leaves only its 
 
 from __future__ import annotations
 
-import base64
-import os
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from api.app import create_app
 from api.faults import Faults
-from booking.clock import ManualClock
-from booking.settings import Settings
 from tests.booking_helpers import open_slots
 from tests.support.server import (
-    ADMIN_TOKEN,
     LiveServer,
-    RunningServer,
     Tenant,
-    bearer,
     seed_tenant,
     setup_practice,
 )
@@ -32,36 +23,13 @@ from tests.support.server import (
 CLIENTS, REQUESTS, POISONED = 8, 2000, 777
 
 
+APP_OPTIONS = {"pool_size": 2, "faults": Faults()}
+
+
 @pytest.fixture(scope="module")
-def small_pool_server(
-    database: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    runtime_url, admin_url = database
-    settings = Settings(
-        database_url=runtime_url,
-        admin_database_url=admin_url,
-        home=tmp_path_factory.mktemp("home"),
-        admin_token=ADMIN_TOKEN,
-        cipher_key=base64.b64encode(os.urandom(32)).decode(),
-        nats_url=None,
-        hold_ttl_seconds=300,
-        rate_limit_per_second=0,
-        ready_max_lag_seconds=30,
-    )
-    clock = ManualClock()
-    app = create_app(settings, clock=clock, pool_size=2, faults=Faults())
-    server = RunningServer(app)
-    server.start()
-    try:
-        yield LiveServer(
-            base_url=server.base_url,
-            clock=clock,
-            settings=settings,
-            admin_headers=bearer(ADMIN_TOKEN),
-            app=app,
-        )
-    finally:
-        server.stop()
+def small_pool_server(live_server: LiveServer) -> LiveServer:
+    """The real app with a pool of two connections and the test-only fault switch."""
+    return live_server
 
 
 def test_one_poisoned_request_harms_no_other(small_pool_server: LiveServer) -> None:

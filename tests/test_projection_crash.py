@@ -13,7 +13,6 @@ the log by plain SQL, as when a NOTIFY is lost) within its poll interval, 1 s
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
 import subprocess
@@ -31,8 +30,6 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 
-from booking.clock import ManualClock
-from booking.settings import Settings
 from projections.appointments import BOOKED, RESCHEDULED, STATUS_EVENTS
 from projections.catalog import PROJECTIONS
 from projections.timeline import HOLD_ENDED, HOLD_TAKEN, PATIENT_REGISTERED
@@ -40,12 +37,9 @@ from projections.worker import BATCH, POLL_SECONDS
 from tests.booking_helpers import EventLog, StoredEvent, open_slots
 from tests.support.postgres import PgCluster
 from tests.support.server import (
-    ADMIN_TOKEN,
     LiveServer,
     Practice,
-    RunningServer,
     Tenant,
-    bearer,
     business_hours,
     expect,
     seed_tenant,
@@ -66,37 +60,13 @@ CATCH_UP_SECONDS = 3.0
 # -- the app without its worker, and the worker as a process ---------------------------------
 
 
-@pytest.fixture(scope="module")
-def server(
-    database: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """The real app over HTTP like ``live_server``, but with no projection worker in it."""
-    from api.app import create_app
+APP_OPTIONS = {"run_projections": False}  # the worker runs as a process of its own here
 
-    runtime_url, admin_url = database
-    settings = Settings(
-        database_url=runtime_url,
-        admin_database_url=admin_url,
-        home=tmp_path_factory.mktemp("home"),
-        admin_token=ADMIN_TOKEN,
-        cipher_key=base64.b64encode(os.urandom(32)).decode(),
-        nats_url=None,
-        hold_ttl_seconds=300,
-        rate_limit_per_second=0,
-        ready_max_lag_seconds=30,
-    )
-    clock = ManualClock()
-    running = RunningServer(create_app(settings, clock=clock, run_projections=False))
-    running.start()
-    try:
-        yield LiveServer(
-            base_url=running.base_url,
-            clock=clock,
-            settings=settings,
-            admin_headers=bearer(ADMIN_TOKEN),
-        )
-    finally:
-        running.stop()
+
+@pytest.fixture(scope="module")
+def server(live_server: LiveServer) -> LiveServer:
+    """The real app over HTTP, with no projection worker in it (see APP_OPTIONS)."""
+    return live_server
 
 
 @pytest.fixture(scope="module")
