@@ -44,6 +44,24 @@ def one_of(hold_id: UUID | None, slot_id: str | None) -> None:
         )
 
 
+def cancel_appointment(
+    request: Request[Any, Any, Any],
+    appointment_id: str,
+    caller: Scope,
+    services: Services,
+    data: s.CancelIn | None,
+) -> Response[s.CancelOut]:
+    """The cancel both the agent and the portal route run; the caller's scope tells them apart."""
+    body = data or s.CancelIn()
+    decision = services.scheduling.cancel(
+        caller,
+        appointment_uuid(appointment_id),
+        body.reason,
+        key_for(request, caller.tenant_id, caller.token_id, body),
+    )
+    return respond(request, decision, render.cancellation(decision))
+
+
 class AgentController(Controller):
     path = "/v1/agent"
     guards = [role_guard("agent")]
@@ -195,14 +213,7 @@ class AgentController(Controller):
         data: JSONBody[s.CancelIn | None] = None,
     ) -> Response[s.CancelOut]:
         """Cancel an appointment and free its slot."""
-        body = data or s.CancelIn()
-        decision = services.scheduling.cancel(
-            caller,
-            appointment_uuid(appointment_id),
-            body.reason,
-            key_for(request, caller.tenant_id, caller.token_id, body),
-        )
-        return respond(request, decision, render.cancellation(decision))
+        return cancel_appointment(request, appointment_id, caller, services, data)
 
     @get("/patients/{patient_ref:str}/appointments", sync_to_thread=True, responses=problems(404))
     def patient_appointments(

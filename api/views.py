@@ -12,7 +12,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api import render
 from api import schemas as s
-from api.agent import appointment_uuid
+from api.agent import appointment_uuid, cancel_appointment
 from api.auditing import note
 from api.auth import provide_scope, role_guard
 from api.idempotency import key_for, respond
@@ -62,14 +62,7 @@ class PortalController(Controller):
         data: JSONBody[s.CancelIn | None] = None,
     ) -> Response[s.CancelOut]:
         """Cancel one of the patient's own appointments."""
-        body = data or s.CancelIn()
-        decision = services.scheduling.cancel(
-            caller,
-            appointment_uuid(appointment_id),
-            body.reason,
-            key_for(request, caller.tenant_id, caller.token_id, body),
-        )
-        return respond(request, decision, render.cancellation(decision))
+        return cancel_appointment(request, appointment_id, caller, services, data)
 
 
 class StaffViewsController(Controller):

@@ -160,7 +160,7 @@ class Rebuilder:
                     position = batch[-1].id
                     done += len(batch)
                 if end > position:  # events of other topics move the view's position too
-                    apply_batch(curs, fresh, tracker, [(end, "", None)])  # tracking row only
+                    tracker._insert_tracking(curs, Tracking(APP_NAME, end))
                     position = end
                 _drop(conn, live)
                 for table in live.tables:
