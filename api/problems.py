@@ -43,7 +43,14 @@ STATUS = [
 ]
 
 
+# Details quote what the client sent ("no booking carries confirmation code '…'"); a 60 KB path
+# must not come back as a 60 KB answer (nor fill logs and audit rows downstream).
+MAX_DETAIL = 300
+
+
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[Any]:
+    if len(problem.detail) > MAX_DETAIL:
+        problem.detail = problem.detail[: MAX_DETAIL - 1] + "…"
     return Response(
         content=msgspec.json.encode(problem),
         status_code=problem.status,
