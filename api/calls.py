@@ -28,6 +28,15 @@ def call_ref(raw: str) -> str:
     return raw.lower()
 
 
+def note_patient_of(
+    request: Request[Any, Any, Any], services: Services, caller: Scope, call_id: str
+) -> None:
+    """The call's patient goes into the request's audit entry, whatever the answer."""
+    call = services.calls.find(caller, call_id)  # NotFound outside the caller's scope
+    if call is not None and call.patient_ref:
+        note(request, patient_ref=call.patient_ref)
+
+
 class CallsController(Controller):
     path = "/v1/agent/calls"
     guards = [role_guard("agent")]
@@ -52,7 +61,7 @@ class CallsController(Controller):
             data.language.lower() if data.language else None,
             key_for(request, caller.tenant_id, caller.token_id, data),
         )
-        return respond(request, decision, render.call(decision))
+        return respond(request, decision, render.call(decision, caller.patient_ref))
 
     @post(
         "/{call_id:str}/utterances",
@@ -72,12 +81,10 @@ class CallsController(Controller):
         scheduled or rescheduled is allowed only if the event stream holds it for this call (or a
         confirmation code in the text verifies). Say nothing the answer does not allow."""
         ref = call_ref(call_id)
-        caller.resolve_call(ref)
+        note_patient_of(request, services, caller, ref)
         decision = services.gate.utter(
             caller, ref, data.text, key_for(request, caller.tenant_id, caller.token_id, data)
         )
-        if decision.subject.patient_ref:
-            note(request, patient_ref=decision.subject.patient_ref)
         return respond(request, decision, render.utterance(decision))
 
     @post(
@@ -96,7 +103,7 @@ class CallsController(Controller):
     ) -> Response[s.CallOut]:
         """The call is over: its duration, outcome and cost (priced per minute when not given)."""
         ref = call_ref(call_id)
-        caller.resolve_call(ref)
+        note_patient_of(request, services, caller, ref)
         decision = services.calls.end(
             caller,
             ref,
@@ -105,4 +112,4 @@ class CallsController(Controller):
             data.cost_cents,
             key_for(request, caller.tenant_id, caller.token_id, data),
         )
-        return respond(request, decision, render.call(decision))
+        return respond(request, decision, render.call(decision, caller.patient_ref))

@@ -164,7 +164,8 @@ def timeline_entry(row: dict[str, Any]) -> s.TimelineEntry:
     )
 
 
-def call(d: Decision) -> s.CallOut:
+def call(d: Decision, patient_ref: str | None) -> s.CallOut:
+    """The call; a patient-bound caller sees only its own patient's appointments on it."""
     c = d.subject
     return s.CallOut(
         call_id=c.call_id,
@@ -172,7 +173,7 @@ def call(d: Decision) -> s.CallOut:
         patient_ref=c.patient_ref,
         language=c.language,
         started_at=c.started_at.astimezone(UTC),
-        appointment_ids=[UUID(a) for a in c.appointment_ids],
+        appointment_ids=[UUID(a) for a in c.appointments_of(patient_ref)],
         tool_calls=c.tool_calls,
         utterances=len(c.utterances),
         ended_at=c.ended_at.astimezone(UTC) if c.ended_at else None,

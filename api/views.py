@@ -116,7 +116,7 @@ class StaffViewsController(Controller):
         priced at BOOKING_VOICE_CENTS_PER_MINUTE."""
         if date_to < date_from:
             raise ValidationFailed.field("date_to", "must not be before date_from")
-        if date_to - date_from > timedelta(days=MAX_ECONOMICS_DAYS):
+        if date_to - date_from >= timedelta(days=MAX_ECONOMICS_DAYS):
             raise ValidationFailed.field(
                 "date_to", f"the range may span at most {MAX_ECONOMICS_DAYS} days"
             )

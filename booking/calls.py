@@ -18,7 +18,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from booking.errors import InvalidState
+from booking.errors import AlreadyExists, InvalidState
 from booking.ids import aggregate_id
 from booking.tenancy import TenantScoped
 from booking.topics import pinned
@@ -53,6 +53,7 @@ class Call(TenantScoped, Aggregate):
         outcome: str  # what it did (booked, held, ...) or the problem name (slot-unavailable, ...)
         replayed: bool
         appointment_id: str | None
+        patient_ref: str | None  # whose appointment or hold it was
         hold_id: str | None
         day_id: str | None
 
@@ -96,7 +97,8 @@ class Call(TenantScoped, Aggregate):
         self.patient_ref = patient_ref
         self.language = language
         self.implicit = implicit
-        self.appointment_ids: list[str] = []
+        # appointments booked or rescheduled on this call -> their patient
+        self.appointments: dict[str, str | None] = {}
         self.tool_calls = 0
         self.utterances: list[dict[str, Any]] = []
         self.ended_at: datetime | None = None
@@ -112,11 +114,23 @@ class Call(TenantScoped, Aggregate):
         if self.ended_at is not None:
             raise InvalidState(f"call {self.call_id!r} has ended; cannot {what}")
 
-    @event(Described)
     def describe(self, patient_ref: str | None, language: str | None) -> None:
+        """Start an implicitly started call explicitly; its patient, once known, never changes."""
+        if not self.implicit:
+            raise AlreadyExists(f"call {self.call_id!r} was already started")
+        if patient_ref and self.patient_ref and patient_ref != self.patient_ref:
+            raise InvalidState(f"call {self.call_id!r} is with another patient")
+        self._describe(patient_ref=patient_ref, language=language)
+
+    @event(Described)
+    def _describe(self, patient_ref: str | None, language: str | None) -> None:
         self.implicit = False
-        self.patient_ref = patient_ref or self.patient_ref
+        self.patient_ref = self.patient_ref or patient_ref
         self.language = language or self.language
+
+    def appointments_of(self, patient_ref: str | None) -> list[str]:
+        """Appointments linked to the call; only one patient's when ``patient_ref`` is given."""
+        return [a for a, p in self.appointments.items() if patient_ref in (None, p)]
 
     @event(ToolCalled)
     def tool_called(
@@ -128,17 +142,13 @@ class Call(TenantScoped, Aggregate):
         outcome: str,
         replayed: bool,
         appointment_id: str | None,
+        patient_ref: str | None,
         hold_id: str | None,
         day_id: str | None,
     ) -> None:
         self.tool_calls += 1
-        if (
-            tool in LINKING
-            and status < 400
-            and appointment_id is not None
-            and appointment_id not in self.appointment_ids
-        ):
-            self.appointment_ids.append(appointment_id)
+        if tool in LINKING and status < 400 and appointment_id is not None:
+            self.appointments.setdefault(appointment_id, patient_ref)
 
     @event(Uttered)
     def uttered(

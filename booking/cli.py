@@ -168,7 +168,8 @@ def replay_command(args: argparse.Namespace) -> int:
     import getpass
     import json
     import time
-    from datetime import UTC, datetime
+    from collections.abc import Iterable
+    from datetime import UTC, date, datetime
     from uuid import UUID, uuid4
 
     from booking import incident
@@ -203,23 +204,32 @@ def replay_command(args: argparse.Namespace) -> int:
         print(json.dumps(line.as_json()) if args.json else line.as_text(), flush=False)
 
     with opened_store(prepare=False) as (_, store):
-        describer = Describer(Masker(store, args.show_phi))
-        if args.show_phi:
-            AuditLog(store).append(
-                tenant_id=args.tenant,
-                at=datetime.now(UTC),
-                principal=f"cli:{getpass.getuser()}",
-                role="analyst",
-                action=f"replay {target} --show-phi",
-                patient_ref=args.ref if target == "patient" else None,
-                status=200,
-                request_id=uuid4(),
-            )
+        describer = Describer(Masker(args.show_phi))
+
+        def disclose(patients: Iterable[str | None]) -> None:
+            """--show-phi is itself audited: one entry per patient whose data is shown."""
+            if not args.show_phi:
+                return
+            log_ = AuditLog(store)
+            named: list[str | None] = [*sorted({p for p in patients if p})]
+            for patient_ref in named or [None]:
+                log_.append(
+                    tenant_id=args.tenant,
+                    at=datetime.now(UTC),
+                    principal=f"cli:{getpass.getuser()}",
+                    role="analyst",
+                    action=f"replay {target} --show-phi",
+                    patient_ref=patient_ref,
+                    status=200,
+                    request_id=uuid4(),
+                )
+
         try:
             if target == "window":
                 start, end = instant(args.start, "--from"), instant(args.end, "--to")
                 if end <= start:
                     raise UsageError("--to must be after --from")
+                disclose([])
                 bar = progress_bar("replay")
                 began = time.monotonic()
                 shown = 0
@@ -246,17 +256,25 @@ def replay_command(args: argparse.Namespace) -> int:
                     raise UsageError(f"{args.ref!r} is not an appointment id") from None
                 lines = incident.appointment_timeline(store, describer, stream)
             else:
+                try:
+                    date.fromisoformat(args.date)
+                except ValueError:
+                    raise UsageError(f"{args.date!r} is not a date (YYYY-MM-DD)") from None
                 stream = ProviderDay.create_id(args.tenant, args.ref.lower(), args.date)
                 lines = incident.day_timeline(
                     store, describer, args.tenant, args.ref.lower(), args.date
                 )
+            if args.tenant and any(line.tenant_id != args.tenant for line in lines):
+                raise NotFound(f"{target} {args.ref} not found in clinic {args.tenant!r}")
             if target in ("appointment", "day") and (at_time or at_position is not None):
                 state = incident.state_at(store, stream, at_time, at_position)
-                print(json.dumps(state, default=str) if args.json else _state_text(state))
+                disclose([state.get("patient_ref")])
+                print(json.dumps(state) if args.json else _state_text(state))
                 return 0
         except NotFound as exc:
             print(f"booking: {exc.detail}", file=sys.stderr)
             return 1
+        disclose(line.fields.get("patient_ref") for line in lines)
         for line in lines:
             emit(line)
     return 0

@@ -58,7 +58,7 @@ class UtteranceGate:
             )
         if claim is None:
             return Verdict(True, NO_CLAIM, None, [])
-        backing = [self._appointment(UUID(a)) for a in call.appointment_ids]
+        backing = [self._appointment(UUID(a)) for a in call.appointments_of(scope.patient_ref)]
         active = [b for b in backing if b["status"] == ACTIVE]
         if active:
             return Verdict(True, BACKED_BY_BOOKING, claim, [], active)
@@ -103,6 +103,12 @@ class UtteranceGate:
                 codes=verdict.codes,
                 backing=verdict.backing,
             )
-            return Plan(call, 200, "utterance", ref=str(len(call.utterances) - 1))
+            # the verdict stands only if no appointment it read changes before it is stored
+            unchanged = {
+                UUID(b["appointment_id"]): b["version"] for b in verdict.backing if "version" in b
+            }
+            return Plan(
+                call, 200, "utterance", ref=str(len(call.utterances) - 1), unchanged=unchanged
+            )
 
         return self.ledger.executor.run(command, idem)

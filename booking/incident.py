@@ -33,9 +33,14 @@ def _get(store: SchedulingApp, stream_id: UUID, what: str) -> Any:
 
 
 def _timeline(describer: Describer, events: list[tuple[int, str, Any]]) -> list[Line]:
-    lines = [line for p, t, e in events if (line := describer.line(p, t, e)) is not None]
-    lines += describer.expired(datetime.now(UTC))
-    return sorted(lines, key=lambda line: line.at)
+    """Lines in log order; a hold's expiry goes where it happened, before the first later event."""
+    lines: list[Line] = []
+    for position, topic, e in sorted(events, key=lambda item: item[0]):
+        lines += describer.expired(e.timestamp)
+        line = describer.line(position, topic, e)
+        if line is not None:
+            lines.append(line)
+    return lines + describer.expired(datetime.now(UTC))
 
 
 def _calls_of(events: list[tuple[int, str, Any]], tenant_id: str) -> set[UUID]:
@@ -44,6 +49,28 @@ def _calls_of(events: list[tuple[int, str, Any]], tenant_id: str) -> set[UUID]:
         for _, _, e in events
         if getattr(e, "call_id", None) and hasattr(e, "tenant_id")
     }
+
+
+def calls_with(store: SchedulingApp, tenant: str, patient_ref: str) -> set[UUID]:
+    """Calls started (or later described) with this patient, including those that booked nothing.
+
+    Read from the calls' Started and Described events across the log (their topics are stored in
+    the clear, their contents are not); a per-patient index would spare the scan.
+    """
+    found: set[UUID] = set()
+    topics = [Call.Started.TOPIC, Call.Described.TOPIC]  # type: ignore[attr-defined]
+    position = 0
+    while True:
+        page = store.recorder.select_notifications(
+            start=position, limit=1000, topics=topics, inclusive_of_start=False
+        )
+        for n in page:
+            e: Any = store.mapper.to_domain_event(n)
+            if e.tenant_id == tenant and e.patient_ref == patient_ref:
+                found.add(e.originator_id)
+        if len(page) < 1000:
+            return found
+        position = page[-1].id
 
 
 def call_timeline(
@@ -75,7 +102,9 @@ def patient_timeline(
         store, Patient.create_id(tenant, patient_ref), f"patient {patient_ref!r}"
     )
     appointments = stream_events(store, [UUID(a) for a in patient.appointment_ids])
-    calls = stream_events(store, _calls_of(appointments, tenant))
+    calls = stream_events(
+        store, _calls_of(appointments, tenant) | calls_with(store, tenant, patient_ref)
+    )
     own = stream_events(store, [patient.id])
     return _timeline(describer, sorted([*own, *appointments, *calls], key=lambda x: x[0]))
 
@@ -119,6 +148,7 @@ def window_timeline(
             continue
         if e.timestamp < start or (tenant and getattr(e, "tenant_id", None) != tenant):
             continue
+        yield from describer.expired(e.timestamp)
         line = describer.line(position, topic, e)
         if line is not None:
             yield line
@@ -162,6 +192,7 @@ def state_at(
             "provider_id": a.provider_id,
             "type_id": a.type_id,
             "confirmation_code": a.confirmation_code,
+            "patient_ref": a.patient_ref,
         }
     elif isinstance(a, ProviderDay):
         now = at_time or next(e.timestamp for _, _, e in events if e.originator_version == version)

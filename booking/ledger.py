@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
-from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
@@ -21,7 +20,7 @@ from booking.appointments import Appointment
 from booking.calls import Call
 from booking.clock import Clock
 from booking.commands import Decision, Executor, IdempotencyKey, Plan
-from booking.errors import AlreadyExists, BookingError, NotFound, http_status
+from booking.errors import BookingError, Busy, NotFound, http_status
 from booking.patients import Patient
 from booking.setup import exists
 from booking.store import SchedulingApp
@@ -29,6 +28,7 @@ from booking.store import SchedulingApp
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+RECORD_ATTEMPTS = 5
 
 
 def _key(idem: IdempotencyKey | None) -> str | None:
@@ -39,22 +39,42 @@ class CallLedger:
     def __init__(self, store: SchedulingApp, executor: Executor, clock: Clock) -> None:
         self.store = store
         self.executor = executor
+        # recording a refusal or a replay after the fact gets a few tries, not a command's 30:
+        # the answer is already decided and must not wait on a contended call
+        self.recorder = Executor(store, max_attempts=RECORD_ATTEMPTS)
         self.clock = clock
 
-    def get(self, scope: Scope, call_id: str) -> Call | None:
-        if scope.call_id is not None and scope.call_id != call_id:
-            return None  # a call-bound token sees no other call
+    def _load(self, tenant_id: str, call_id: str) -> Call | None:
         try:
-            call: Call = self.store.repository.get(Call.create_id(scope.tenant_id, call_id))
+            call: Call = self.store.repository.get(Call.create_id(tenant_id, call_id))
         except AggregateNotFoundError:
             return None
-        if scope.patient_ref is not None and call.patient_ref not in (None, scope.patient_ref):
-            return None
+        return call
+
+    @staticmethod
+    def visible(scope: Scope, call: Call) -> bool:
+        """A call-bound token sees its call only; a patient-bound one only calls with its patient."""
+        if scope.call_id is not None and scope.call_id != call.call_id:
+            return False
+        return scope.patient_ref is None or call.patient_ref == scope.patient_ref
+
+    def find(self, scope: Scope, call_id: str) -> Call | None:
+        """The call, if it exists; NotFound when it exists outside the caller's scope."""
+        scope.resolve_call(call_id)
+        call = self._load(scope.tenant_id, call_id)
+        if call is not None and not self.visible(scope, call):
+            raise NotFound(f"call {call_id!r} not found")
+        return call
+
+    def require(self, scope: Scope, call_id: str) -> Call:
+        call = self.find(scope, call_id)
+        if call is None:
+            raise NotFound(f"call {call_id!r} not found")
         return call
 
     def on_call(self, scope: Scope, call_id: str, now: datetime) -> Call:
         """The call, started implicitly when this is the first thing that happens on it."""
-        return self.get(scope, call_id) or Call(
+        return self.find(scope, call_id) or Call(
             tenant_id=scope.tenant_id,
             call_id=call_id,
             patient_ref=scope.patient_ref,
@@ -83,11 +103,9 @@ class CallLedger:
                 self.store, Patient, scope.tenant_id, patient_ref
             ):
                 raise NotFound(f"patient {patient_ref!r} not found")
-            call = self.get(scope, call_id)
+            call = self.find(scope, call_id)
             if call is None:
-                if Call.create_id(scope.tenant_id, call_id) in self.store.repository:
-                    # another patient's call, seen by a patient-bound token: it does not exist
-                    raise NotFound(f"call {call_id!r} not found")
+                # should an implicit start commit first, this save conflicts and we decide again
                 call = Call(
                     tenant_id=scope.tenant_id,
                     call_id=call_id,
@@ -96,8 +114,6 @@ class CallLedger:
                     implicit=False,
                     started_at=self.clock.now(),
                 )
-            elif not call.implicit:
-                raise AlreadyExists(f"call {call_id!r} was already started")
             else:
                 call.describe(patient_ref, language)
             return Plan(call, 201, "call")
@@ -120,12 +136,6 @@ class CallLedger:
 
         return self.executor.run(command, idem)
 
-    def require(self, scope: Scope, call_id: str) -> Call:
-        call = self.get(scope, call_id)
-        if call is None:
-            raise NotFound(f"call {call_id!r} not found")
-        return call
-
     # -- recording tool calls ------------------------------------------------------------------
 
     def record(
@@ -138,11 +148,20 @@ class CallLedger:
         outcome: str,
         replayed: bool = False,
         appointment_id: str | None = None,
+        patient_ref: str | None = None,
+        start_call: bool = True,
     ) -> None:
-        """Record a tool call whose effect, if any, is already stored (or was refused)."""
+        """Record a tool call whose effect, if any, is already stored (or was refused).
+
+        A read records itself only on a call that exists and has not ended (``start_call``
+        false): looking something up starts nothing.
+        """
 
         def command() -> Plan:
-            call = self.on_call(scope, call_id, self.clock.now())
+            existing = self.find(scope, call_id)
+            if not start_call and (existing is None or existing.ended_at is not None):
+                raise Skip()
+            call = existing or self.on_call(scope, call_id, self.clock.now())
             call.tool_called(
                 tool=tool,
                 token_id=scope.token_id,
@@ -151,13 +170,16 @@ class CallLedger:
                 outcome=outcome,
                 replayed=replayed,
                 appointment_id=appointment_id,
+                patient_ref=patient_ref,
                 hold_id=None,
                 day_id=None,
             )
             return Plan(call, 200, "call")
 
         try:
-            self.executor.run(command)
+            self.recorder.run(command)
+        except Skip:
+            pass
         except BookingError as exc:
             # The answer stands; the ledger says so in the log (ids only, never PHI).
             log.warning("tool call %s on a call not recorded: %s", tool, exc.problem)
@@ -175,6 +197,10 @@ class CallLedger:
             return run()
         try:
             decision = run()
+        except (Busy, NotFound) as exc:
+            # busy: nothing may be written; not found: possibly the call itself
+            log.info("tool call %s on a call refused: %s", tool, exc.problem)
+            raise
         except BookingError as exc:
             self.record(scope, call_id, tool, idem, http_status(exc), exc.problem)
             raise
@@ -189,6 +215,7 @@ class CallLedger:
                 "replayed",
                 replayed=True,
                 appointment_id=_appointment_of(subject),
+                patient_ref=getattr(subject, "patient_ref", None),
             )
         return decision
 
@@ -201,9 +228,11 @@ class CallLedger:
         try:
             result = run()
         except BookingError as exc:
-            self.record(scope, scope.call_id, tool, None, http_status(exc), exc.problem)
+            self.record(
+                scope, scope.call_id, tool, None, http_status(exc), exc.problem, start_call=False
+            )
             raise
-        self.record(scope, scope.call_id, tool, None, 200, outcome(result))
+        self.record(scope, scope.call_id, tool, None, 200, outcome(result), start_call=False)
         return result
 
 
@@ -211,5 +240,5 @@ def _appointment_of(subject: Any) -> str | None:
     return str(subject.id) if isinstance(subject, Appointment) else None
 
 
-def linked_appointments(call: Call) -> list[UUID]:
-    return [UUID(a) for a in call.appointment_ids]
+class Skip(Exception):
+    """Nothing to record."""

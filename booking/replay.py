@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-
 from booking.store import EVENTS_TABLE, SchedulingApp
 
 MASK = "●●●"
@@ -90,52 +88,26 @@ def _text(value: Any) -> str:
 
 # -- PHI -------------------------------------------------------------------------------------------
 
-_DIGITS = re.compile(r"\+?\d[\d ().-]{5,}\d")  # phone numbers and the like
-_DATES = re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b")
-
 
 class Masker:
-    """Hides names, phones and birth dates, in patient events and in what the agent said.
+    """Hides names, phones and birth dates unless the analyst asked to see them (audited).
 
-    Free text is masked by what we know: the call's patient's own name, phone and birth date, and
-    anything shaped like a phone number or a date.
+    Free text (what the agent said, a cancel reason) may name anyone, so it is hidden whole; what
+    the gate matched as a claim ("you're confirmed") is kept, because that is what an incident
+    turns on and it holds no patient data.
     """
 
-    def __init__(self, store: SchedulingApp, show_phi: bool) -> None:
-        self.store = store
+    def __init__(self, show_phi: bool) -> None:
         self.show = show_phi
-        self.known: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
 
     def value(self, value: Any) -> Any:
         return value if self.show or value is None else MASK
 
-    def text(self, text: str | None, tenant_id: str, patient_ref: str | None) -> str | None:
+    def text(self, text: str | None, keep: str | None = None) -> str | None:
         if text is None or self.show:
             return text
-        for term in self._terms(tenant_id, patient_ref):
-            text = re.sub(re.escape(term), MASK, text, flags=re.IGNORECASE)
-        return _DATES.sub(MASK, _DIGITS.sub(MASK, text))
-
-    def _terms(self, tenant_id: str, patient_ref: str | None) -> list[str]:
-        if patient_ref is None:
-            return []
-        key = (tenant_id, patient_ref)
-        if key not in self.known:
-            from booking.patients import Patient
-
-            terms: list[str] = []
-            patient: Patient | None
-            try:
-                patient = self.store.repository.get(Patient.create_id(tenant_id, patient_ref))
-            except AggregateNotFoundError:  # an unknown patient has nothing to mask
-                patient = None
-            if patient is not None:
-                terms = [w for w in re.split(r"\s+", patient.name) if len(w) > 1]
-                terms += [t for t in (patient.phone, patient.birth_date) if t]
-            self.known[key] = sorted(terms, key=len, reverse=True)
-            if len(self.known) > 10_000:
-                self.known.popitem(last=False)
-        return self.known[key]
+        hidden = f"{MASK} ({len(text)} characters)"
+        return f"{hidden} claim: {keep!r}" if keep else hidden
 
 
 # -- describing events -------------------------------------------------------------------------
@@ -146,7 +118,8 @@ class Describer:
 
     def __init__(self, masker: Masker) -> None:
         self.mask = masker
-        self.calls: dict[UUID, tuple[str, str | None]] = {}  # call stream -> (call_id, patient)
+        # call stream -> call id, for the lines of its later events (bounded: a window may be long)
+        self.calls: OrderedDict[UUID, str] = OrderedDict()
         # holds seen and not ended: hold_id -> the line that took it (bounded by live holds)
         self.open_holds: dict[str, Line] = {}
 
@@ -193,12 +166,13 @@ class Describer:
     def _call(self, line: Line, e: Any) -> bool:
         name = type(e).__name__
         if name == "Started":
-            self.calls[e.originator_id] = (e.call_id, e.patient_ref)
+            self.calls[e.originator_id] = e.call_id
+            if len(self.calls) > 10_000:
+                self.calls.popitem(last=False)
             line.fields = {"call_id": e.call_id, "patient_ref": e.patient_ref}
             line.fields["language"] = e.language
             line.what = "call started" + (" (implicitly)" if e.implicit else "")
-        call_id, patient = self.calls.get(e.originator_id, ("?", None))
-        line.stream = f"Call {call_id}"
+        line.stream = f"Call {self.calls.get(e.originator_id, str(e.originator_id)[:8])}"
         if name == "ToolCalled":
             line.actor = f"agent {e.token_id[:8]}"
             line.what = f"tool {e.tool} → {e.status}"
@@ -216,7 +190,7 @@ class Describer:
             line.actor = f"agent {e.token_id[:8]}"
             line.what = "said (allowed)" if e.allowed else "utterance BLOCKED"
             line.fields = {
-                "text": self.mask.text(e.text, e.tenant_id, patient),
+                "text": self.mask.text(e.text, e.phrase),
                 "reason": e.reason,
                 "claim": e.claim,
                 "codes": e.codes or None,
@@ -251,7 +225,7 @@ class Describer:
                 "from": getattr(e, "previous_start", None),
             }
         elif name == "Cancelled":
-            line.fields = {"reason": self.mask.text(e.reason, e.tenant_id, None)}
+            line.fields = {"reason": self.mask.text(e.reason)}
         return True
 
     def _providerday(self, line: Line, e: Any) -> bool:

@@ -336,6 +336,7 @@ class Scheduling:
         appointment_id: str | None = None,
         hold_id: str | None = None,
         day_id: str | None = None,
+        patient_ref: str | None = None,
     ) -> Any:
         """The call, with this tool call recorded on it, to save with the command's events."""
         call = self.ledger.on_call(scope, call_id, now)
@@ -348,6 +349,7 @@ class Scheduling:
             outcome=outcome,
             replayed=False,
             appointment_id=appointment_id,
+            patient_ref=patient_ref,
             hold_id=hold_id,
             day_id=day_id,
         )
@@ -400,6 +402,7 @@ class Scheduling:
                         "held",
                         201,
                         hold_id=hold_id,
+                        patient_ref=patient_ref,
                         day_id=str(day.id),
                     )
                 )
@@ -501,6 +504,7 @@ class Scheduling:
                         "booked",
                         201,
                         appointment_id=str(appointment.id),
+                        patient_ref=appointment.patient_ref,
                     )
                 )
             return Plan(appointment, 201, "appointment", save=save)
@@ -569,6 +573,7 @@ class Scheduling:
                         "rescheduled",
                         200,
                         appointment_id=str(appointment.id),
+                        patient_ref=appointment.patient_ref,
                     )
                 )
             return Plan(appointment, 200, "appointment", save=save)
@@ -604,6 +609,7 @@ class Scheduling:
                         "cancelled",
                         200,
                         appointment_id=str(appointment.id),
+                        patient_ref=appointment.patient_ref,
                     )
                 )
             return Plan(appointment, 200, "cancellation", save=save)

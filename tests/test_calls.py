@@ -135,7 +135,9 @@ def test_the_incident_confirmed_without_a_booking_is_refused_then_allowed_after_
     lines = lines_of(out)
     blocked = [line for line in lines if "gate-blocked" in line["flags"]]
     assert len(blocked) == 1 and "claim-without-booking" in blocked[0]["flags"]
-    assert blocked[0]["fields"]["text"] == INCIDENT
+    # what the agent said is free text and may name anyone: masked, except the claim itself
+    assert blocked[0]["fields"]["text"].endswith('claim: "you\'re confirmed"')
+    assert "Tuesday" not in blocked[0]["fields"]["text"]
     assert not [line for line in lines if line["stream"].startswith("Appointment")]
 
     # 2. The agent books on the call; now the same sentence is true and allowed.
@@ -217,7 +219,7 @@ def test_a_code_in_the_text_must_verify_in_the_callers_scope(
     code = booked["confirmation_code"]
     start_call(client, tenant, "call-code-b", "pat-1")
     good = say(client, tenant, "call-code-b", f"Your confirmation code is {code}.")
-    assert good["allowed"] is True and good["reason"] == "backed-by-code"
+    assert good["allowed"] is True and good["reason"] == "backed-by-code", good
     assert good["confirmation_codes"] == [code]
     bad = say(client, tenant, "call-code-b", "You're booked, your code is ZZZ-Z234.")
     assert bad["allowed"] is False and bad["reason"] == "code-not-verified"
@@ -281,18 +283,33 @@ def test_phi_is_masked_unless_asked_for_and_asking_is_audited(
     live_server: LiveServer, tenant: Tenant, practice: Practice, client: httpx.Client, replay: Any
 ) -> None:
     start_call(client, tenant, "call-phi", "canary")
-    said = f"Thanks {CANARY_NAME}, I have {CANARY_PHONE} on file; are you booked already?"
-    say(client, tenant, "call-phi", said)
+    said = f"Thanks {CANARY_NAME}, I have {CANARY_PHONE} on file; you're confirmed, right?"
+    assert say(client, tenant, "call-phi", said)["allowed"] is False
+    # a call nobody started, with no patient known: its text is masked all the same
+    say(client, tenant, "call-phi-implicit", f"Hello {CANARY_NAME}")
     _, masked = replay("patient", "canary", "--tenant", tenant.tenant_id)
     _, call_masked = replay("call", "call-phi", "--tenant", tenant.tenant_id)
-    for shown in (masked, call_masked):
+    _, implicit = replay("call", "call-phi-implicit", "--tenant", tenant.tenant_id)
+    for shown in (masked, call_masked, implicit):
         assert "Zebulon" not in shown and "Quackenbush" not in shown and "867" not in shown
     assert "patient registered" in masked
+    # the patient's replay holds the call it was on although nothing was booked there
+    assert "utterance BLOCKED" in masked
+    auditor = tenant.token("auditor")
+
+    def disclosures() -> list[dict[str, Any]]:
+        entries = expect(
+            client.get("/v1/audit", params={"patient_ref": "canary"}, headers=auditor), 200
+        )["entries"]
+        return [e for e in entries if e["action"] == "replay call --show-phi"]
+
+    assert disclosures() == []
     status, unmasked = replay("call", "call-phi", "--tenant", tenant.tenant_id, "--show-phi")
     assert status == 0 and CANARY_NAME in unmasked
-    auditor = tenant.token("auditor")
-    entries = expect(client.get("/v1/audit", headers=auditor), 200)["entries"]
-    assert any(e["action"] == "replay call --show-phi" for e in entries)
+    assert len(disclosures()) == 1
+    # --show-phi names its clinic, and another clinic's call is not found there
+    status, _ = replay("call", "call-phi", "--tenant", "calls-other-clinic", "--show-phi")
+    assert status == 1
 
 
 def test_bad_call_requests_change_nothing(
@@ -354,3 +371,79 @@ def test_a_call_bound_token_sees_only_its_call(
     )
     ok = client.post("/v1/agent/calls/call-mine/utterances", json={"text": "hi"}, headers=bound)
     assert ok.status_code == 200
+
+
+def test_a_patient_bound_agent_cannot_reach_or_take_over_another_patients_call(
+    tenant: Tenant, practice: Practice, client: httpx.Client
+) -> None:
+    """Another patient's call does not exist for it: 404 at once, never a retry storm."""
+    slot = open_slots(client, tenant, practice, days_from=20, days=3)[0]
+    # an unbound agent books pat-2 on a call nobody started: the call has no patient of its own
+    expect(book(client, tenant, slot, "pat-2", "call-unowned"), 201)
+    start_call(client, tenant, "call-of-pat-2", "pat-2")
+    for_pat_1 = tenant.token("agent", patient_ref="pat-1")
+    for call_id in ("call-unowned", "call-of-pat-2"):
+        assert_problem(
+            client.post("/v1/agent/calls", json={"call_id": call_id}, headers=for_pat_1),
+            404,
+        )
+        for path, body in (
+            ("utterances", {"text": "You're all set for Tuesday at 3"}),
+            ("end", {"duration_seconds": 5}),
+        ):
+            assert_problem(
+                client.post(f"/v1/agent/calls/{call_id}/{path}", json=body, headers=for_pat_1),
+                404,
+            )
+    other_slot = open_slots(client, tenant, practice, days_from=20, days=3)[0]
+    refused = client.post(
+        "/v1/agent/bookings",
+        json={"patient_ref": "pat-1", "slot_id": other_slot["slot_id"], "call_id": "call-of-pat-2"},
+        headers=for_pat_1,
+    )
+    assert_problem(refused, 404)
+    assert refused.elapsed.total_seconds() < 2
+
+
+def test_a_claim_checked_while_its_booking_is_cancelled_is_decided_again(
+    live_server: LiveServer, tenant: Tenant, practice: Practice, client: httpx.Client
+) -> None:
+    """The gate reads the appointment and writes only the call; the save re-checks, under the
+    log's table lock, that the appointment it read has not moved, else decides again."""
+    from eventsourcing.persistence import IntegrityError
+
+    from booking.calls import Call
+
+    slot = open_slots(client, tenant, practice, days_from=23, days=3)[0]
+    booked = expect(book(client, tenant, slot, "pat-3", "call-race"), 201)
+    store = live_server.app.state.services.store
+    call = store.repository.get(Call.create_id(tenant.tenant_id, "call-race"))
+    read_version = booked["evidence"]["version"]
+    call.uttered(
+        token_id="test",
+        text="You're all set",
+        allowed=True,
+        reason="backed-by-booking",
+        claim="set",
+        phrase="You're all set",
+        codes=[],
+        backing=[],
+    )
+    # the appointment moves on after the gate read it
+    expect(
+        client.post(
+            f"/v1/agent/appointments/{booked['appointment_id']}/cancel",
+            json={},
+            headers=tenant.agent_headers,
+        ),
+        200,
+    )
+    before = store.recorder.max_notification_id()
+    from uuid import UUID
+
+    with pytest.raises(IntegrityError):
+        store.save(call, unchanged={UUID(booked["appointment_id"]): read_version})
+    assert store.recorder.max_notification_id() == before  # nothing was stored
+    # through the API the same sentence is now refused: the booking is cancelled
+    refused = say(client, tenant, "call-race", "You're all set")
+    assert refused["allowed"] is False

@@ -289,3 +289,14 @@ def test_a_claim_carrying_a_code_reports_both() -> None:
     text = "You're all set for Tuesday at 3, your code is ABC-D234."
     assert find_claim(text) is not None
     assert find_codes(text) == ["ABCD234"]
+
+
+def test_every_issued_code_is_found_when_read_aloud() -> None:
+    """Codes mix letters and digits, so the gate finds any of them inside a sentence."""
+    from booking.codes import new_code
+
+    for _ in range(3000):
+        code = new_code()
+        assert find_codes(f"Your confirmation code is {code}.") == [code]
+        spaced = " ".join(code)
+        assert find_codes(f"That is {spaced}, thank you") == [code]
