@@ -53,11 +53,13 @@ def cancel_appointment(
 ) -> Response[s.CancelOut]:
     """The cancel both the agent and the portal route run; the caller's scope tells them apart."""
     body = data or s.CancelIn()
+    call_id = getattr(body, "call_id", None)
     decision = services.scheduling.cancel(
         caller,
         appointment_uuid(appointment_id),
         body.reason,
         key_for(request, caller.tenant_id, caller.token_id, body),
+        call_id.lower() if call_id else None,
     )
     return respond(request, decision, render.cancellation(decision))
 
@@ -195,6 +197,7 @@ class AgentController(Controller):
             str(data.hold_id) if data.hold_id else None,
             data.slot_id,
             key_for(request, caller.tenant_id, caller.token_id, data),
+            data.call_id.lower() if data.call_id else None,
         )
         return respond(request, decision, render.appointment(decision))
 
@@ -210,7 +213,7 @@ class AgentController(Controller):
         appointment_id: FromPath[str],
         caller: NamedDependency[Scope],
         services: NamedDependency[Services],
-        data: JSONBody[s.CancelIn | None] = None,
+        data: JSONBody[s.AgentCancelIn | None] = None,
     ) -> Response[s.CancelOut]:
         """Cancel an appointment and free its slot."""
         return cancel_appointment(request, appointment_id, caller, services, data)

@@ -17,6 +17,7 @@ from api.admin import AdminController
 from api.agent import AgentController
 from api.audit_routes import AuditController
 from api.auditing import write_audit_entry
+from api.calls import CallsController
 from api.faults import Faults
 from api.health import health, ready
 from api.problems import HANDLERS
@@ -27,6 +28,8 @@ from api.views import PortalController, StaffViewsController
 from booking.audit import AuditLog
 from booking.clock import Clock, SystemClock
 from booking.commands import Executor
+from booking.gate import UtteranceGate
+from booking.ledger import CallLedger
 from booking.runtime import Runtime, resolve
 from booking.scheduling import Scheduling
 from booking.schema import prepare_database
@@ -56,15 +59,19 @@ def build_services(
         )
     executor = Executor(store)
     cache = SetupCache(store)
+    calls = CallLedger(store, executor, clock)
+    scheduling = Scheduling(store, executor, clock, settings.hold_ttl_seconds, cache, calls)
     return Services(
         settings=settings,
         clock=clock,
         store=store,
         setup=Setup(store, executor, cache),
-        scheduling=Scheduling(store, executor, clock, settings.hold_ttl_seconds, cache),
+        scheduling=scheduling,
         tokens=TokenStore(store, clock, runtime.admin_token),
         views=Views(store, cache),
         audit=AuditLog(store),
+        calls=calls,
+        gate=UtteranceGate(calls, scheduling),
     )
 
 
@@ -122,6 +129,7 @@ def create_app(
             StaffSetupController,
             StaffViewsController,
             AgentController,
+            CallsController,
             PortalController,
             AuditController,
         ],

@@ -21,26 +21,11 @@ from litestar.exceptions import (
 from psycopg_pool import PoolTimeout
 
 from api.schemas import FieldProblem, Problem
-from booking.errors import (
-    BookingError,
-    Busy,
-    Conflict,
-    NotFound,
-    ReadModelBehind,
-    ValidationFailed,
-)
+from booking.errors import BookingError, http_status
 
 log = logging.getLogger("booking.api")
 
 MEDIA_TYPE = "application/problem+json"
-
-STATUS = [
-    (ValidationFailed, 422),
-    (NotFound, 404),
-    (Conflict, 409),
-    (Busy, 503),
-    (ReadModelBehind, 503),
-]
 
 
 # Details quote what the client sent ("no booking carries confirmation code '…'"); a 60 KB path
@@ -60,7 +45,7 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 
 
 def booking_error(_: Request[Any, Any, Any], exc: BookingError) -> Response[Any]:
-    status = next((code for cls, code in STATUS if isinstance(exc, cls)), 400)
+    status = http_status(exc)
     extra = exc.extra()
     problem = Problem(
         type=f"/problems/{exc.problem}", title=exc.title, status=status, detail=exc.detail

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -12,6 +13,7 @@ from api import schemas as s
 from booking.calendar import Slot, zone
 from booking.commands import Decision
 from booking.ids import event_id
+from projections.economics import Economics, Tally
 
 
 def local(instant: datetime, timezone: str) -> datetime:
@@ -159,4 +161,64 @@ def timeline_entry(row: dict[str, Any]) -> s.TimelineEntry:
         position=row["position"],
         appointment_id=row["appointment_id"],
         details=row["details"],
+    )
+
+
+def call(d: Decision, patient_ref: str | None) -> s.CallOut:
+    """The call; a patient-bound caller sees only its own patient's appointments on it."""
+    c = d.subject
+    return s.CallOut(
+        call_id=c.call_id,
+        status=c.status,
+        patient_ref=c.patient_ref,
+        language=c.language,
+        started_at=c.started_at.astimezone(UTC),
+        appointment_ids=[UUID(a) for a in c.appointments_of(patient_ref)],
+        tool_calls=c.tool_calls,
+        utterances=len(c.utterances),
+        ended_at=c.ended_at.astimezone(UTC) if c.ended_at else None,
+        duration_seconds=c.duration_seconds,
+        outcome=c.outcome,
+        cost_cents=c.cost_cents,
+        evidence=evidence(d),
+    )
+
+
+def utterance(d: Decision) -> s.UtteranceOut:
+    assert d.ref is not None
+    said = d.subject.utterances[int(d.ref)]
+    return s.UtteranceOut(
+        allowed=said["allowed"],
+        reason=said["reason"],
+        confirmation_codes=said["codes"],
+        claim=said["claim"],
+        evidence=evidence(d),
+    )
+
+
+def _economics(t: Tally) -> s.Economics:
+    return s.Economics(
+        calls=t.calls,
+        minutes=t.minutes,
+        cost_cents=t.cost_cents,
+        bookings=t.bookings,
+        cost_per_booking_cents=t.cost_per_booking_cents,
+    )
+
+
+def call_economics(
+    date_from: date, date_to: date, e: Economics, rate: Decimal, position: int
+) -> s.CallEconomicsOut:
+    return s.CallEconomicsOut(
+        date_from=date_from,
+        date_to=date_to,
+        calls=e.total.calls,
+        minutes=e.total.minutes,
+        cost_cents=e.total.cost_cents,
+        bookings=e.total.bookings,
+        cost_per_booking_cents=e.total.cost_per_booking_cents,
+        voice_cents_per_minute=float(rate),
+        by_language={k: _economics(v) for k, v in e.by_language.items()},
+        by_day={k: _economics(v) for k, v in e.by_day.items()},
+        position=position,
     )

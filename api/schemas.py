@@ -210,12 +210,19 @@ class RescheduleIn(Request):
 
     slot_id: SlotId | None = None
     hold_id: Annotated[UUID, Meta(description="a hold from hold_slot")] | None = None
+    call_id: Annotated[ClientId, Meta(description="the call this happens on")] | None = None
 
 
 class CancelIn(Request):
     """Cancel a booked appointment and free its slot."""
 
     reason: Annotated[str, Meta(max_length=500)] | None = None
+
+
+class AgentCancelIn(CancelIn):
+    """Cancel a booked appointment and free its slot."""
+
+    call_id: Annotated[ClientId, Meta(description="the call this happens on")] | None = None
 
 
 class CancelOut(msgspec.Struct):
@@ -308,3 +315,76 @@ class MarkOut(msgspec.Struct):
     appointment_id: UUID
     status: str
     evidence: Evidence
+
+
+# -- calls ----------------------------------------------------------------------------------------
+
+
+class CallIn(Request):
+    """Start recording a phone call: its tool calls and everything the agent says on it."""
+
+    call_id: Annotated[ClientId, Meta(description="the platform's id for this call")]
+    patient_ref: Annotated[ClientId, Meta(description="the caller, when known")] | None = None
+    language: Annotated[Language, Meta(description="the call's language, e.g. en, es")] | None = (
+        None
+    )
+
+
+class UtteranceIn(Request):
+    """Check what the agent is about to say; a claim of a booking needs a booking event."""
+
+    text: Annotated[str, Meta(min_length=1, max_length=4000, description="the exact words")]
+
+
+class UtteranceOut(msgspec.Struct):
+    allowed: bool
+    reason: str
+    confirmation_codes: list[str]
+    claim: str | None
+    evidence: Evidence
+
+
+class CallEndIn(Request):
+    """The call is over: how long it took, how it ended, what it cost if the platform knows."""
+
+    duration_seconds: Annotated[int, Meta(ge=0, le=86400, description="whole seconds")]
+    outcome: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    cost_cents: Annotated[int, Meta(ge=0, le=10_000_000)] | None = None
+
+
+class CallOut(msgspec.Struct):
+    call_id: str
+    status: str  # active | ended
+    patient_ref: str | None
+    language: str | None
+    started_at: datetime
+    appointment_ids: list[UUID]
+    tool_calls: int
+    utterances: int
+    ended_at: datetime | None
+    duration_seconds: int | None
+    outcome: str | None
+    cost_cents: int | None
+    evidence: Evidence
+
+
+class Economics(msgspec.Struct):
+    calls: int
+    minutes: float
+    cost_cents: int
+    bookings: int
+    cost_per_booking_cents: int | None
+
+
+class CallEconomicsOut(msgspec.Struct):
+    date_from: date
+    date_to: date
+    calls: int
+    minutes: float
+    cost_cents: int
+    bookings: int
+    cost_per_booking_cents: int | None
+    voice_cents_per_minute: float
+    by_language: dict[str, Economics]
+    by_day: dict[str, Economics]
+    position: int

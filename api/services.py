@@ -9,6 +9,8 @@ from litestar import Request
 
 from booking.audit import AuditLog
 from booking.clock import Clock
+from booking.gate import UtteranceGate
+from booking.ledger import CallLedger
 from booking.scheduling import Scheduling
 from booking.settings import Settings
 from booking.setup import Setup
@@ -27,6 +29,8 @@ class Services:
     tokens: TokenStore
     views: Views
     audit: AuditLog
+    calls: CallLedger
+    gate: UtteranceGate
 
 
 def provide_services(request: Request[Any, Any, Any]) -> Services:

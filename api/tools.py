@@ -28,6 +28,11 @@ APPOINTMENT_ID = (
     {"type": "string", "format": "uuid", "description": "appointment_id from a booking"},
 )
 
+CALL_ID = (
+    "call_id",
+    {"type": "string", "pattern": CLIENT_ID_PATTERN, "description": "the call's id"},
+)
+
 TOOLS = (
     Tool(
         "check_availability",
@@ -86,7 +91,7 @@ TOOLS = (
         "POST",
         "/v1/agent/appointments/{appointment_id}/cancel",
         "Cancel a booked appointment and free its time. Confirm with the patient first.",
-        s.CancelIn,
+        s.AgentCancelIn,
         (APPOINTMENT_ID,),
     ),
     Tool(
@@ -101,6 +106,32 @@ TOOLS = (
                 {"type": "string", "pattern": CLIENT_ID_PATTERN, "description": "the patient"},
             ),
         ),
+    ),
+    Tool(
+        "start_call",
+        "POST",
+        "/v1/agent/calls",
+        "Start recording this phone call when it begins: its tool calls and everything you say "
+        "on it are kept as the record of the call.",
+        s.CallIn,
+    ),
+    Tool(
+        "check_utterance",
+        "POST",
+        "/v1/agent/calls/{call_id}/utterances",
+        "Before telling the patient anything is booked, confirmed or rescheduled, send the exact "
+        "words here; say them only if allowed is true.",
+        s.UtteranceIn,
+        (CALL_ID,),
+    ),
+    Tool(
+        "end_call",
+        "POST",
+        "/v1/agent/calls/{call_id}/end",
+        "Record that the call ended: its duration in seconds, how it ended, and its cost in "
+        "cents when known.",
+        s.CallEndIn,
+        (CALL_ID,),
     ),
 )
 

@@ -28,6 +28,7 @@ MinPosition = Annotated[
 ]
 Status = Literal["booked", "cancelled", "arrived", "completed", "no-show"]
 MAX_BOARD_DAYS = 92
+MAX_ECONOMICS_DAYS = 366
 
 
 class PortalController(Controller):
@@ -100,6 +101,28 @@ class StaffViewsController(Controller):
             min_position,
         )
         return s.ViewAppointmentsOut([render.view_appointment(r) for r in rows], position)
+
+    @get("/call-economics", sync_to_thread=True, responses=problems(404, 503))
+    def call_economics(
+        self,
+        caller: NamedDependency[Scope],
+        services: NamedDependency[Services],
+        date_from: FromQuery[date],
+        date_to: FromQuery[date],
+        min_position: MinPosition = None,
+    ) -> s.CallEconomicsOut:
+        """Calls, minutes, cost and bookings of the calls started in a date range (the clinic's
+        time zone, both ends included), by language and by day. Calls that report no cost are
+        priced at BOOKING_VOICE_CENTS_PER_MINUTE."""
+        if date_to < date_from:
+            raise ValidationFailed.field("date_to", "must not be before date_from")
+        if date_to - date_from >= timedelta(days=MAX_ECONOMICS_DAYS):
+            raise ValidationFailed.field(
+                "date_to", f"the range may span at most {MAX_ECONOMICS_DAYS} days"
+            )
+        rate = services.settings.voice_cents_per_minute
+        found, position = services.views.economics(caller, date_from, date_to, rate, min_position)
+        return render.call_economics(date_from, date_to, found, rate, position)
 
     @get("/patients/{patient_ref:str}/timeline", sync_to_thread=True, responses=problems(404, 503))
     def timeline(

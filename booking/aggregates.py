@@ -3,6 +3,7 @@ are registered when the classes are defined, so any process that reads the log m
 them, including one that only replays it (projections, rebuilds, incident replay)."""
 
 from booking.appointments import Appointment
+from booking.calls import Call
 from booking.days import ProviderDay
 from booking.indexes import ConfirmationCode, IdempotentRequest
 from booking.patients import Patient
@@ -11,6 +12,7 @@ from booking.practice import AppointmentType, Provider, Tenant, WeeklyHours
 __all__ = [
     "Appointment",
     "AppointmentType",
+    "Call",
     "ConfirmationCode",
     "IdempotentRequest",
     "Patient",

@@ -163,6 +163,129 @@ def audit_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def replay_command(args: argparse.Namespace) -> int:
+    """``booking replay call|patient|appointment|day|window``: incident timelines from the log."""
+    import getpass
+    import json
+    import time
+    from collections.abc import Iterable
+    from datetime import UTC, date, datetime
+    from uuid import UUID, uuid4
+
+    from booking import incident
+    from booking.audit import AuditLog
+    from booking.days import ProviderDay
+    from booking.errors import NotFound
+    from booking.replay import Describer, Masker
+    from projections.rebuild import progress_bar
+
+    target = args.target
+    if target in ("call", "patient", "day") and not args.tenant:
+        raise UsageError(f"replay {target} needs --tenant: its ids are per clinic")
+    if args.show_phi and not args.tenant:
+        raise UsageError("--show-phi needs --tenant: each disclosure is audited in that clinic")
+    at_time = at_position = None
+    if getattr(args, "at", None):
+        try:
+            at_time, at_position = incident.parse_at(args.at)
+        except ValueError as exc:
+            raise UsageError(f"--at: {exc}") from None
+
+    def instant(raw: str, flag: str) -> datetime:
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"{flag} {raw!r} is not an RFC 3339 time") from None
+        if moment.tzinfo is None:
+            raise UsageError(f"{flag} needs an offset (…Z or …-05:00)")
+        return moment
+
+    def emit(line: Any) -> None:
+        print(json.dumps(line.as_json()) if args.json else line.as_text(), flush=False)
+
+    with opened_store(prepare=False) as (_, store):
+        describer = Describer(Masker(args.show_phi))
+
+        def disclose(patients: Iterable[str | None]) -> None:
+            """--show-phi is itself audited: one entry per patient whose data is shown."""
+            if not args.show_phi:
+                return
+            log_ = AuditLog(store)
+            named: list[str | None] = [*sorted({p for p in patients if p})]
+            for patient_ref in named or [None]:
+                log_.append(
+                    tenant_id=args.tenant,
+                    at=datetime.now(UTC),
+                    principal=f"cli:{getpass.getuser()}",
+                    role="analyst",
+                    action=f"replay {target} --show-phi",
+                    patient_ref=patient_ref,
+                    status=200,
+                    request_id=uuid4(),
+                )
+
+        try:
+            if target == "window":
+                start, end = instant(args.start, "--from"), instant(args.end, "--to")
+                if end <= start:
+                    raise UsageError("--to must be after --from")
+                disclose([])
+                bar = progress_bar("replay")
+                began = time.monotonic()
+                shown = 0
+                for line in incident.window_timeline(
+                    store,
+                    describer,
+                    start,
+                    end,
+                    args.tenant,
+                    lambda done, total: bar(done, total, time.monotonic() - began),
+                ):
+                    emit(line)
+                    shown += 1
+                print(f"{shown:,} lines", file=sys.stderr)
+                return 0
+            if target == "call":
+                lines = incident.call_timeline(store, describer, args.tenant, args.ref.lower())
+            elif target == "patient":
+                lines = incident.patient_timeline(store, describer, args.tenant, args.ref.lower())
+            elif target == "appointment":
+                try:
+                    stream = UUID(args.ref)
+                except ValueError:
+                    raise UsageError(f"{args.ref!r} is not an appointment id") from None
+                lines = incident.appointment_timeline(store, describer, stream)
+            else:
+                try:
+                    date.fromisoformat(args.date)
+                except ValueError:
+                    raise UsageError(f"{args.date!r} is not a date (YYYY-MM-DD)") from None
+                stream = ProviderDay.create_id(args.tenant, args.ref.lower(), args.date)
+                lines = incident.day_timeline(
+                    store, describer, args.tenant, args.ref.lower(), args.date
+                )
+            if args.tenant and any(line.tenant_id != args.tenant for line in lines):
+                raise NotFound(f"{target} {args.ref} not found in clinic {args.tenant!r}")
+            if target in ("appointment", "day") and (at_time or at_position is not None):
+                state = incident.state_at(store, stream, at_time, at_position)
+                disclose([state.get("patient_ref")])
+                print(json.dumps(state) if args.json else _state_text(state))
+                return 0
+        except NotFound as exc:
+            print(f"booking: {exc.detail}", file=sys.stderr)
+            return 1
+        disclose(line.fields.get("patient_ref") for line in lines)
+        for line in lines:
+            emit(line)
+    return 0
+
+
+def _state_text(state: dict[str, Any]) -> str:
+    if not state.get("exists"):
+        return "did not exist yet"
+    return "\n".join(f"{key:>18}: {value}" for key, value in state.items() if key != "exists")
+
+
 def known_tenants(store: Any) -> list[str]:
     """Every tenant ever registered, read from the event log (audit rows are under RLS)."""
     tenants: list[str] = []
@@ -213,6 +336,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     verify_cmd.add_argument("--tenant", help="only this tenant")
     audit_cmd.set_defaults(run=audit_command)
+    replay_cmd = commands.add_parser("replay", help="incident timelines from the event log")
+    targets = replay_cmd.add_subparsers(dest="target", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--tenant", help="the clinic (required for call, patient and day)")
+    common.add_argument("--json", action="store_true", help="JSON lines for other tools")
+    common.add_argument("--show-phi", action="store_true", help="unmask PHI (audited)")
+    for name, what in (("call", "CALL_ID"), ("patient", "PATIENT_REF"), ("appointment", "ID")):
+        one = targets.add_parser(name, parents=[common], help=f"everything about one {name}")
+        one.add_argument("ref", metavar=what)
+        if name == "appointment":
+            one.add_argument("--at", help="its state then: an RFC 3339 time or a log position")
+    day_cmd = targets.add_parser("day", parents=[common], help="one provider's day")
+    day_cmd.add_argument("ref", metavar="PROVIDER_ID")
+    day_cmd.add_argument("date", metavar="DATE", help="YYYY-MM-DD, the provider's local date")
+    day_cmd.add_argument("--at", help="its state then: an RFC 3339 time or a log position")
+    window_cmd = targets.add_parser("window", parents=[common], help="every event in a time window")
+    window_cmd.add_argument("--from", dest="start", required=True, help="RFC 3339 time")
+    window_cmd.add_argument("--to", dest="end", required=True, help="RFC 3339 time")
+    replay_cmd.set_defaults(run=replay_command)
     args = parser.parse_args(argv)
     _logging()
     try:

@@ -9,8 +9,16 @@ ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 LENGTH = 7  # 31**7 ≈ 2.75e10 codes per tenant; a collision is caught by the index and retried
 
 
+DIGITS = frozenset("23456789")
+
+
 def new_code() -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
+    """A code with at least one letter and one digit: read aloud inside a sentence it cannot be
+    taken for a word or a number (the utterance gate finds codes that way)."""
+    while True:
+        code = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
+        if DIGITS & set(code) and set(code) - DIGITS:
+            return code
 
 
 def normalise_code(raw: str) -> str | None:

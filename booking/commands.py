@@ -42,6 +42,9 @@ class Plan:
     kind: str
     save: list[Aggregate] = field(default_factory=list)
     ref: str | None = None
+    # streams the decision read but does not write, at the versions it read: the save stores
+    # nothing if any of them moved meanwhile (see store.CheckedRecorder)
+    unchanged: dict[UUID, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ class Executor:
                     )
                 )
             try:
-                recordings = self.store.save(*pending)
+                recordings = self.store.save(*pending, unchanged=plan.unchanged)
             except IntegrityError:
                 # Someone else wrote one of these aggregates first; nothing of ours was stored.
                 time.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))

@@ -138,3 +138,18 @@ class ReadModelBehind(BookingError):
     title = "The view has not caught up yet"
 
     retry_after_seconds = 1
+
+
+# The HTTP status each kind of refusal answers with, most specific first: the edge maps errors with
+# it (api/problems.py) and the call ledger records it with each tool call's outcome.
+HTTP_STATUS: list[tuple[type[BookingError], int]] = [
+    (ValidationFailed, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Busy, 503),
+    (ReadModelBehind, 503),
+]
+
+
+def http_status(exc: BookingError) -> int:
+    return next((code for cls, code in HTTP_STATUS if isinstance(exc, cls)), 400)

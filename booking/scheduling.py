@@ -38,6 +38,7 @@ from booking.errors import (
     ValidationFailed,
 )
 from booking.indexes import ConfirmationCode
+from booking.ledger import CallLedger
 from booking.patients import MAX_ACTIVE_HOLDS, Patient
 from booking.practice import AppointmentType, Provider, Tenant, WeeklyHours
 from booking.setup import load
@@ -100,8 +101,10 @@ class Scheduling:
         clock: Clock,
         hold_ttl: int,
         setup: SetupCache,
+        ledger: CallLedger,
     ) -> None:
         self.store = store
+        self.ledger = ledger
         self.setup = setup
         self.executor = executor
         self.clock = clock
@@ -187,7 +190,15 @@ class Scheduling:
                         return found
         return found
 
-    def availability(
+    def availability(self, scope: Scope, *args: Any) -> list[Slot]:
+        return self.ledger.track_read(
+            scope,
+            "availability",
+            lambda: self._availability(scope, *args),
+            lambda slots: f"{len(slots)} slots",
+        )
+
+    def _availability(
         self,
         scope: Scope,
         type_id: str,
@@ -313,6 +324,37 @@ class Scheduling:
 
     # -- commands ------------------------------------------------------------------------------
 
+    def _on_call(
+        self,
+        scope: Scope,
+        call_id: str,
+        tool: str,
+        idem: IdempotencyKey | None,
+        now: datetime,
+        outcome: str,
+        status: int,
+        appointment_id: str | None = None,
+        hold_id: str | None = None,
+        day_id: str | None = None,
+        patient_ref: str | None = None,
+    ) -> Any:
+        """The call, with this tool call recorded on it, to save with the command's events."""
+        call = self.ledger.on_call(scope, call_id, now)
+        call.require_active(tool)
+        call.tool_called(
+            tool=tool,
+            token_id=scope.token_id,
+            idempotency_key=idem.key if idem is not None else None,
+            status=status,
+            outcome=outcome,
+            replayed=False,
+            appointment_id=appointment_id,
+            patient_ref=patient_ref,
+            hold_id=hold_id,
+            day_id=day_id,
+        )
+        return call
+
     def hold(
         self,
         scope: Scope,
@@ -348,9 +390,27 @@ class Scheduling:
                 expires_at=expires_at,
             )
             patient.take_hold(hold_id=hold_id, day_id=str(day.id), expires_at=expires_at)
-            return Plan(day, 201, "hold", save=[patient], ref=hold_id)
+            save: list[Any] = [patient]
+            if call is not None:
+                save.append(
+                    self._on_call(
+                        scope,
+                        call,
+                        "hold",
+                        idem,
+                        now,
+                        "held",
+                        201,
+                        hold_id=hold_id,
+                        patient_ref=patient_ref,
+                        day_id=str(day.id),
+                    )
+                )
+            return Plan(day, 201, "hold", save=save, ref=hold_id)
 
-        return self.executor.run(command, idem)
+        return self.ledger.track(
+            scope, call, "hold", idem, lambda: self.executor.run(command, idem)
+        )
 
     def _held_slot(
         self, scope: Scope, patient: Patient, hold_id: str, now: datetime
@@ -432,9 +492,26 @@ class Scheduling:
             if converted is not None:
                 patient.end_hold(hold_id=converted, outcome="converted")
             patient.add_appointment(appointment_id=str(appointment.id))
-            return Plan(appointment, 201, "appointment", save=[day, patient, index])
+            save: list[Any] = [day, patient, index]
+            if call is not None:
+                save.append(
+                    self._on_call(
+                        scope,
+                        call,
+                        "book",
+                        idem,
+                        now,
+                        "booked",
+                        201,
+                        appointment_id=str(appointment.id),
+                        patient_ref=appointment.patient_ref,
+                    )
+                )
+            return Plan(appointment, 201, "appointment", save=save)
 
-        return self.executor.run(command, idem)
+        return self.ledger.track(
+            scope, call, "book", idem, lambda: self.executor.run(command, idem)
+        )
 
     def reschedule(
         self,
@@ -443,7 +520,9 @@ class Scheduling:
         hold_id: str | None,
         slot_id: str | None,
         idem: IdempotencyKey | None = None,
+        call_id: str | None = None,
     ) -> Decision:
+        call = scope.resolve_call(call_id)
         if slot_id is not None:
             self.decode(slot_id)
 
@@ -469,7 +548,7 @@ class Scheduling:
                 end=slot.end,
                 timezone=practice.provider.timezone,
                 day_id=new_day.id,
-                call_id=scope.call_id,
+                call_id=call,
                 hold_id=converted,
             )
             old_day.release_booking(appointment_id=str(appointment.id), reason="rescheduled")
@@ -483,9 +562,25 @@ class Scheduling:
             if converted is not None:
                 patient.end_hold(hold_id=converted, outcome="converted")
                 save.append(patient)
+            if call is not None:
+                save.append(
+                    self._on_call(
+                        scope,
+                        call,
+                        "reschedule",
+                        idem,
+                        now,
+                        "rescheduled",
+                        200,
+                        appointment_id=str(appointment.id),
+                        patient_ref=appointment.patient_ref,
+                    )
+                )
             return Plan(appointment, 200, "appointment", save=save)
 
-        return self.executor.run(command, idem)
+        return self.ledger.track(
+            scope, call, "reschedule", idem, lambda: self.executor.run(command, idem)
+        )
 
     def cancel(
         self,
@@ -493,15 +588,35 @@ class Scheduling:
         appointment_id: UUID,
         reason: str | None,
         idem: IdempotencyKey | None = None,
+        call_id: str | None = None,
     ) -> Decision:
+        call = scope.resolve_call(call_id)
+
         def command() -> Plan:
             appointment = self._appointment(scope, appointment_id)
-            appointment.cancel(reason=reason, by_role=scope.role, call_id=scope.call_id)
+            appointment.cancel(reason=reason, by_role=scope.role, call_id=call)
             day: ProviderDay = self.store.repository.get(appointment.day_id)
             day.release_booking(appointment_id=str(appointment.id), reason="cancelled")
-            return Plan(appointment, 200, "cancellation", save=[day])
+            save: list[Any] = [day]
+            if call is not None:
+                save.append(
+                    self._on_call(
+                        scope,
+                        call,
+                        "cancel",
+                        idem,
+                        self.clock.now(),
+                        "cancelled",
+                        200,
+                        appointment_id=str(appointment.id),
+                        patient_ref=appointment.patient_ref,
+                    )
+                )
+            return Plan(appointment, 200, "cancellation", save=save)
 
-        return self.executor.run(command, idem)
+        return self.ledger.track(
+            scope, call, "cancel", idem, lambda: self.executor.run(command, idem)
+        )
 
     def mark(
         self, scope: Scope, appointment_id: UUID, mark: str, idem: IdempotencyKey | None = None
@@ -520,6 +635,14 @@ class Scheduling:
 
     def confirmation(self, scope: Scope, raw_code: str) -> tuple[Appointment, int]:
         """The appointment a code names, read from the event store, and its latest position."""
+        return self.ledger.track_read(
+            scope,
+            "confirmation",
+            lambda: self.verify(scope, raw_code),
+            lambda found: "confirmed" if found[0].status == "booked" else found[0].status,
+        )
+
+    def verify(self, scope: Scope, raw_code: str) -> tuple[Appointment, int]:
         code = normalise_code(raw_code)
         index = self._get(ConfirmationCode.create_id(scope.tenant_id, code)) if code else None
         if index is None:
@@ -532,6 +655,14 @@ class Scheduling:
         return appointment, self.store.position_of(appointment.id, appointment.version)
 
     def patient_appointments(self, scope: Scope, patient_ref: str) -> list[Appointment]:
+        return self.ledger.track_read(
+            scope,
+            "patient-appointments",
+            lambda: self._patient_appointments(scope, patient_ref),
+            lambda found: f"{len(found)} appointments",
+        )
+
+    def _patient_appointments(self, scope: Scope, patient_ref: str) -> list[Appointment]:
         patient = self._patient(scope, patient_ref)
         appointments: list[Appointment] = [
             self.store.repository.get(UUID(a)) for a in patient.appointment_ids

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 
@@ -25,6 +26,23 @@ def _int(env: Mapping[str, str], key: str, default: int, minimum: int = 0) -> in
     return value
 
 
+def _cents(env: Mapping[str, str], key: str, default: Decimal) -> Decimal:
+    raw = env.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise SettingsError(f"{key} must be a number of cents, got {raw!r}") from None
+    if not value.is_finite() or value < 0:
+        raise SettingsError(f"{key} must be zero or more cents, got {raw!r}")
+    return value
+
+
+# What a voice minute costs when a call reports no cost of its own (cents, decimals allowed).
+DEFAULT_VOICE_CENTS_PER_MINUTE = Decimal("10")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
@@ -36,6 +54,7 @@ class Settings:
     hold_ttl_seconds: int
     rate_limit_per_second: int
     ready_max_lag_seconds: int
+    voice_cents_per_minute: Decimal = DEFAULT_VOICE_CENTS_PER_MINUTE
 
     @property
     def embedded(self) -> bool:
@@ -70,4 +89,7 @@ class Settings:
             hold_ttl_seconds=_int(env, "BOOKING_HOLD_TTL_SECONDS", 300, minimum=1),
             rate_limit_per_second=_int(env, "BOOKING_RATE_LIMIT_PER_SECOND", 50),
             ready_max_lag_seconds=_int(env, "BOOKING_READY_MAX_LAG_SECONDS", 30, minimum=1),
+            voice_cents_per_minute=_cents(
+                env, "BOOKING_VOICE_CENTS_PER_MINUTE", DEFAULT_VOICE_CENTS_PER_MINUTE
+            ),
         )

@@ -8,16 +8,51 @@ explicitly instead.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow
 
 import booking.aggregates  # noqa: F401 - registers the stored topics before any read
 
 APP_NAME = "Scheduling"
 EVENTS_TABLE = "scheduling_events"
+
+
+class CheckedRecorder(PostgresApplicationRecorder):
+    """The library's recorder, plus one check: ``save(..., unchanged={stream_id: version})``
+    stores nothing when one of those streams has moved past the version a decision read.
+
+    Decisions that read an aggregate without writing to it (the utterance gate reads the
+    appointments behind a claim and writes only to the call) would otherwise miss a concurrent
+    change. The check runs after the table lock every save takes, so no other save can commit in
+    between; a moved stream raises IntegrityError, as a version conflict does, and the command is
+    decided again from fresh state.
+    """
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        unchanged: dict[UUID, int] | None = kwargs.get("unchanged")
+        if unchanged:
+            self._lock_table(curs)
+            curs.execute(
+                f"SELECT originator_id, max(originator_version) AS version FROM {EVENTS_TABLE}"
+                " WHERE originator_id = ANY(%s) GROUP BY originator_id",
+                (list(unchanged),),
+            )
+            now = {row["originator_id"]: row["version"] for row in curs.fetchall()}
+            moved = [str(i) for i, version in unchanged.items() if now.get(i) != version]
+            if moved:
+                # raised before anything is inserted: the transaction commits nothing
+                raise IntegrityError(f"streams read by this decision moved: {', '.join(moved)}")
+        super()._insert_stored_events(curs, stored_events, **kwargs)
 
 
 class SchedulingApp(Application):  # type: ignore[type-arg]
@@ -52,6 +87,7 @@ def store_env(
         raise ValueError(f"database URL lacks {', '.join(missing)}")
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "APPLICATION_RECORDER_TOPIC": "booking.store:CheckedRecorder",
         "POSTGRES_DBNAME": str(params["dbname"]),
         "POSTGRES_HOST": str(params.get("host") or "localhost"),
         "POSTGRES_PORT": str(params.get("port") or "5432"),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from projections.appointments import BOARD, PORTAL
 from projections.base import Projection
+from projections.economics import ECONOMICS
 from projections.timeline import TIMELINE
 
-PROJECTIONS: tuple[Projection, ...] = (PORTAL, BOARD, TIMELINE)
+PROJECTIONS: tuple[Projection, ...] = (PORTAL, BOARD, TIMELINE, ECONOMICS)
 BY_NAME = {p.name: p for p in PROJECTIONS}

@@ -4,6 +4,7 @@ Each answer carries the position its read model has applied; ``min_position`` wa
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from booking.access import Scope
@@ -14,6 +15,7 @@ from booking.practice import Tenant
 from booking.setupcache import SetupCache
 from booking.store import SchedulingApp
 from projections.appointments import BOARD, PORTAL, board_rows, portal_rows
+from projections.economics import ECONOMICS, Economics, economics
 from projections.reads import await_position, position_in, tenant_snapshot
 from projections.timeline import TIMELINE, timeline_rows
 
@@ -32,6 +34,30 @@ class Views:
         with tenant_snapshot(self.store, scope.tenant_id, PORTAL) as curs:
             return portal_rows(curs, scope.patient_ref), position_in(curs, PORTAL)
 
+    def _local_range(self, scope: Scope, date_from: date, date_to: date) -> tuple[Any, ...]:
+        """[start of date_from, start of the day after date_to) in the tenant's time zone."""
+        tenant = self.setup.get(Tenant.create_id(scope.tenant_id))
+        if tenant is None:
+            raise NotFound("tenant not found")
+        tz = zone(tenant.timezone)
+        start = datetime.combine(date_from, time(0), tz)
+        end = datetime.combine(date_to + timedelta(days=1), time(0), tz)
+        return start, end, tenant.timezone
+
+    def economics(
+        self,
+        scope: Scope,
+        date_from: date,
+        date_to: date,
+        cents_per_minute: Decimal,
+        min_position: int | None,
+    ) -> tuple[Economics, int]:
+        start, end, timezone = self._local_range(scope, date_from, date_to)
+        await_position(self.store, ECONOMICS, min_position)
+        with tenant_snapshot(self.store, scope.tenant_id, ECONOMICS) as curs:
+            found = economics(curs, start, end, timezone, cents_per_minute)
+            return found, position_in(curs, ECONOMICS)
+
     def board(
         self,
         scope: Scope,
@@ -41,12 +67,7 @@ class Views:
         status: str | None,
         min_position: int | None,
     ) -> tuple[list[dict[str, Any]], int]:
-        tenant = self.setup.get(Tenant.create_id(scope.tenant_id))
-        if tenant is None:
-            raise NotFound("tenant not found")
-        tz = zone(tenant.timezone)
-        start = datetime.combine(date_from, time(0), tz)
-        end = datetime.combine(date_to + timedelta(days=1), time(0), tz)
+        start, end, _ = self._local_range(scope, date_from, date_to)
         await_position(self.store, BOARD, min_position)
         with tenant_snapshot(self.store, scope.tenant_id, BOARD) as curs:
             rows = board_rows(curs, start, end, provider_id, status, BOARD_LIMIT)

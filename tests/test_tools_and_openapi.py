@@ -21,11 +21,15 @@ TOOLS: dict[str, tuple[type[msgspec.Struct] | None, set[str]]] = {
     "book_appointment": (s.BookingIn, set()),
     "verify_confirmation": (None, {"confirmation_code"}),
     "reschedule_appointment": (s.RescheduleIn, {"appointment_id"}),
-    "cancel_appointment": (s.CancelIn, {"appointment_id"}),
+    "cancel_appointment": (s.AgentCancelIn, {"appointment_id"}),
     "list_patient_appointments": (None, {"patient_ref"}),
+    "start_call": (s.CallIn, set()),
+    "check_utterance": (s.UtteranceIn, {"call_id"}),
+    "end_call": (s.CallEndIn, {"call_id"}),
 }
 
-# Every route of the contract's Conventions, Platform admin, Staff setup and Agent tools sections.
+# Every route of the contract's Conventions, Platform admin, Staff setup, Agent tools and Calls
+# sections.
 CONTRACT_ROUTES = [
     ("get", "/health"),
     ("get", "/ready"),
@@ -43,6 +47,10 @@ CONTRACT_ROUTES = [
     ("post", "/v1/agent/appointments/{appointment_id}/reschedule"),
     ("post", "/v1/agent/appointments/{appointment_id}/cancel"),
     ("get", "/v1/agent/patients/{patient_ref}/appointments"),
+    ("post", "/v1/agent/calls"),
+    ("post", "/v1/agent/calls/{call_id}/utterances"),
+    ("post", "/v1/agent/calls/{call_id}/end"),
+    ("get", "/v1/staff/call-economics"),
 ]
 
 SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
@@ -107,7 +115,7 @@ def by_name(definitions: list[dict[str, Any]], fmt: str) -> dict[str, dict[str, 
 
 
 @pytest.mark.parametrize("fmt", ["openai", "anthropic"])
-def test_the_seven_agent_tools_come_in_the_formats_envelope(
+def test_every_agent_tool_comes_in_the_formats_envelope(
     live_server: LiveServer, tenant: Tenant, fmt: str
 ) -> None:
     definitions = by_name(tools(live_server, tenant, fmt), fmt)
