@@ -1,10 +1,11 @@
 """Each scenario gets a clinic of its own (a fresh tenant on the module's live server), so a call
 never sees another scenario's bookings; and a scenario must be a conversation of at least
-MIN_TURNS turns."""
+MIN_TURNS turns. ``SCENARIO_TRANSCRIPTS=1 pytest -s tests/scenarios`` prints every call."""
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Generator, Iterator
 
 import pytest
@@ -35,6 +36,12 @@ def clinic(live_server: LiveServer, request: pytest.FixtureRequest) -> Iterator[
         yield opened
     finally:
         opened.close()
+        if os.environ.get(
+            "SCENARIO_TRANSCRIPTS"
+        ):  # `SCENARIO_TRANSCRIPTS=1 pytest -s tests/scenarios`
+            print(f"\n\n=== {request.node.name} ===")
+            for call in opened.calls:
+                print("\n".join(call.transcript), end="\n\n")
     if request.node.stash.get(_PASSED, False) and opened.turns < MIN_TURNS:
         pytest.fail(f"a scenario is a conversation: {opened.turns} turns, at least {MIN_TURNS}")
 

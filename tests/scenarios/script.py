@@ -13,7 +13,9 @@ A scenario reads like the call it stands for::
 
 Turns:
 - ``call.patient(text)``: what the caller says; context for the reader, nothing is sent.
-- ``call.agent(text)``: what the AI says to the patient.
+- ``call.agent(text)``: what the AI is about to say to the patient. It goes to the utterance gate
+  (the check_utterance tool) and must be allowed; ``refused="<reason>"`` says the gate must refuse
+  it, and why (``no-active-booking-on-call``, ``code-not-verified``).
 - ``call.tool(name, expect=..., **arguments)``: a tool call exactly as an LLM platform makes it:
   the tool's name from GET /v1/agent/tools and its arguments, sent to the route that tool names
   (path parameters filled in, the rest as the JSON body), with the call's own agent token.
@@ -22,6 +24,9 @@ Turns:
   A 5xx always fails the scenario.
 - ``call.later(minutes=..)``: the clinic's clock moves on (the server's ManualClock).
 - ``call.retry(reply)``: the platform sends the very same request again (same Idempotency-Key).
+
+``with clinic.call(patient=...) as call:`` starts the call (start_call) with a token bound to the
+call and the patient, and ends it (end_call) with its duration on the clinic's clock.
 
 Every turn is written to the call's transcript; a failed expectation prints the transcript, so
 a failure reads like the call that went wrong.
@@ -34,7 +39,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -42,7 +47,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from api.tools import TOOLS
-from tests.booking_helpers import assert_no_leak, assert_problem
+from tests.booking_helpers import EventLog, assert_no_leak, assert_problem
 from tests.support.server import LiveServer, Tenant, expect, seed_tenant, setup_practice
 
 MIN_TURNS = 6  # the issue's bar: a scenario is a conversation, not a single tool call
@@ -188,6 +193,8 @@ class Call:
     headers: dict[str, str]
     client: httpx.Client
     transcript: list[str] = field(default_factory=list)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ended: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- turns -------------------------------------------------------------------------------
@@ -195,9 +202,30 @@ class Call:
     def patient(self, text: str) -> None:
         self._turn(f"patient: {text}")
 
-    def agent(self, text: str) -> None:
-        """What the AI tells the patient."""
-        self._turn(f"agent: {text}")
+    def agent(self, text: str, *, refused: str | None = None) -> dict[str, Any]:
+        """What the AI is about to tell the patient, put to the utterance gate first (the
+        check_utterance tool). It must be allowed; ``refused="<reason>"`` says the gate must
+        refuse it, for that reason."""
+        reply = self.send("check_utterance", {"call_id": self.call_id, "text": text})
+        verdict = reply.json if reply.status == 200 else {}
+        if verdict.get("allowed") is True:
+            heard = f"allowed ({verdict.get('reason')})"
+        elif verdict.get("allowed") is False:
+            heard = f"REFUSED ({verdict.get('reason')})"
+        else:
+            heard = f"{reply.status}"
+        expected = f"refused ({refused})" if refused else "allowed"
+        self._turn(f'agent: "{text}"  ⇐ gate: {heard}  [expect {expected}]')
+        if reply.status != 200:
+            self.fail(f"the utterance gate answered {reply.status}: {reply.response.text}")
+        if refused is None and verdict.get("allowed") is not True:
+            self.fail(f"the gate refused what the call backs up: {verdict}")
+        if refused is not None and (verdict.get("allowed"), verdict.get("reason")) != (
+            False,
+            refused,
+        ):
+            self.fail(f"the gate should refuse this ({refused}); it answered {verdict}")
+        return dict(verdict)
 
     def tool(
         self,
@@ -254,6 +282,38 @@ class Call:
             self.fail(f"{problem}: {response.text[:2000]}")
         return again
 
+    def start(self) -> None:
+        """The platform starts recording the call (the start_call tool)."""
+        body: dict[str, Any] = {"call_id": self.call_id, "language": self.language}
+        if self.patient_ref is not None:
+            body["patient_ref"] = self.patient_ref
+        reply = self.send("start_call", body)
+        self._turn(
+            f"[call {self.call_id} starts: {self.patient_ref or 'caller not identified'}, "
+            f"language {self.language}]  ⇐ {reply.status}",
+            counts=False,
+        )
+        if reply.status != 201:
+            self.fail(f"start_call answered {reply.status}: {reply.response.text}")
+        self.started_at = self.clinic.server.clock.now()
+
+    def hang_up(self, outcome: str | None = None) -> None:
+        """The call ends (the end_call tool), with its duration on the clinic's clock."""
+        if self.ended:
+            return
+        seconds = int((self.clinic.server.clock.now() - self.started_at).total_seconds())
+        body: dict[str, Any] = {"call_id": self.call_id, "duration_seconds": seconds}
+        if outcome is not None:
+            body["outcome"] = outcome
+        reply = self.send("end_call", body)
+        self._turn(
+            f"[call ends after {seconds} s{f', {outcome}' if outcome else ''}]  ⇐ {reply.status}",
+            counts=False,
+        )
+        if reply.status != 200:
+            self.fail(f"end_call answered {reply.status}: {reply.response.text}")
+        self.ended = True
+
     def later(self, *, minutes: float = 0, seconds: float = 0) -> None:
         self.clinic.server.clock.advance(minutes=minutes, seconds=seconds)
         self._turn(f"… {minutes * 60 + seconds:.0f} seconds pass")
@@ -270,10 +330,10 @@ class Call:
 
     # -- bookkeeping -------------------------------------------------------------------------
 
-    def _turn(self, line: str) -> None:
+    def _turn(self, line: str, counts: bool = True) -> None:
         with self._lock:
             self.transcript.append(f"{len(self.transcript) + 1:3d}. {line}")
-            self.clinic.turns += 1
+            self.clinic.turns += counts
 
     def fail(self, why: str) -> None:
         raise AssertionError(
@@ -309,7 +369,9 @@ class Clinic:
         """A call: opened with the platform's call id, bound to ``patient`` once identified."""
         call_id = call_id or f"call-{uuid.uuid4().hex[:12]}"
         call = self.open_call(patient, language=language, call_id=call_id)
+        call.start()
         yield call
+        call.hang_up()
 
     def open_call(self, patient: str | None, *, language: str, call_id: str) -> Call:
         if patient is not None:
@@ -388,6 +450,12 @@ class Clinic:
     def close(self) -> None:
         for client in self._clients:
             client.close()
+
+
+def schedule_writes(log: EventLog, since: int) -> list[str]:
+    """Topics of the events stored after ``since``, leaving out the calls' own record (a call
+    records every tool call made on it, refusals and replays included, and every utterance)."""
+    return [e.topic for e in log.events(after=since) if not e.topic.startswith("booking:Call.")]
 
 
 def together(calls: Sequence[Callable[[], Reply]]) -> list[Reply]:

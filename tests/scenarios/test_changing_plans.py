@@ -67,7 +67,8 @@ def test_the_line_drops_after_a_hold(clinic: Clinic) -> None:
         held = james.tool(
             "hold_slot", slot_id=earliest["slot_id"], patient_ref="james", expect="201"
         )
-        james.patient("Great, and could you also tell me whether — [the line drops]")
+        james.patient("Great, and could you also tell me whether —")
+        james.hang_up(outcome="line dropped")
 
     with clinic.call(patient="ana") as ana:
         ana.patient("Hi, do you have anything early the day after tomorrow?")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 
 from tests.booking_helpers import EventLog, error_fields
-from tests.scenarios.script import Clinic, spoken
+from tests.scenarios.script import Clinic, schedule_writes, spoken
 
 MAX_DETAIL = 300  # a refusal explains itself in a sentence; it does not echo a megabyte back
 
@@ -59,7 +59,10 @@ def test_tool_arguments_carrying_another_patients_reference(clinic: Clinic, log:
             patient_ref="james",
             expect="404 not-found",
         )
-        maria.check(log.max_position() == written, "none of it wrote anything")
+        maria.check(
+            not schedule_writes(log, written),
+            "none of it wrote anything (beyond the call's own record)",
+        )
         maria.agent("I can only help with your own appointments. Shall I book one for you?")
         maria.patient("Fine. Half past nine for me, then.")
         mine = maria.tool(
@@ -103,7 +106,9 @@ def test_tool_arguments_carrying_sql(clinic: Clinic, log: EventLog) -> None:
             slot_id=clinic.open_slot_ids(1)[0],
             expect="422 validation-error",
         )
-        call.check(log.max_position() == written, "nothing was written")
+        call.check(
+            not schedule_writes(log, written), "nothing was written (beyond the call's own record)"
+        )
         call.agent("Sorry, I didn't catch that. Would you like a check-up tomorrow?")
         call.patient("Okay, okay. Nine tomorrow, for real.")
         offer = call.tool("check_availability", **clinic.day(1))
@@ -144,7 +149,9 @@ def test_tool_arguments_carrying_a_100_kb_string(clinic: Clinic, log: EventLog) 
             "cancel_appointment", appointment_id=longest_url_part, expect="404 not-found"
         )
         call.check(len(refused["detail"]) <= MAX_DETAIL, "nor does 'appointment not found'")
-        call.check(log.max_position() == written, "nothing was written")
+        call.check(
+            not schedule_writes(log, written), "nothing was written (beyond the call's own record)"
+        )
         call.agent(f"Let's try again: would {spoken(offer.slot(0))} suit you?")
         call.patient("Yes.")
         booked = call.tool(
@@ -199,7 +206,9 @@ def test_tool_arguments_with_dates_in_1900_and_2300(clinic: Clinic, log: EventLo
             patient_ref="li",
             expect="409 slot-unavailable",
         )
-        call.check(log.max_position() == written, "nothing was written")
+        call.check(
+            not schedule_writes(log, written), "nothing was written (beyond the call's own record)"
+        )
         call.agent("I'm sorry, which year did you mean? I can look at the coming week.")
         call.patient("This coming week, of course!")
         offer = call.tool("check_availability", **clinic.day(2))
