@@ -4,6 +4,7 @@ PostgreSQL database, opened with the app's cipher key."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -122,6 +123,28 @@ def open_slots(
         200,
     )
     return list(answer["slots"])
+
+
+def read_model(
+    client: httpx.Client,
+    path: str,
+    params: dict[str, Any],
+    headers: dict[str, str],
+    min_position: int,
+    patience: float = 20.0,
+) -> Any:
+    """A read-model view once it has applied ``min_position``. The server waits up to 2 s, then
+    answers 503 read-model-behind with Retry-After; a client retries, and so does this (a loaded
+    CI machine can lag more than 2 s)."""
+    deadline = time.monotonic() + patience
+    while True:
+        response = client.get(
+            path, params={**params, "min_position": min_position}, headers=headers
+        )
+        if response.status_code != 503 or time.monotonic() > deadline:
+            return expect(response, 200)
+        assert_problem(response, 503, "read-model-behind")
+        time.sleep(min(float(response.headers.get("Retry-After", "1")), 1.0))
 
 
 def assert_problem(

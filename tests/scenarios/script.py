@@ -47,7 +47,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from api.tools import TOOLS
-from tests.booking_helpers import EventLog, assert_no_leak, assert_problem
+from tests.booking_helpers import EventLog, assert_no_leak, assert_problem, read_model
 from tests.support.server import LiveServer, Tenant, expect, seed_tenant, setup_practice
 
 MIN_TURNS = 6  # the bar: a scenario is a conversation, not a single tool call
@@ -433,17 +433,15 @@ class Clinic:
         tz = ZoneInfo(self.timezone)
         today = self.server.clock.now().astimezone(tz).date()
         with self.server.client() as client:
-            answer = expect(
-                client.get(
-                    "/v1/staff/appointments",
-                    params={
-                        "date_from": (today + timedelta(days=days_ahead[0])).isoformat(),
-                        "date_to": (today + timedelta(days=days_ahead[1])).isoformat(),
-                        "min_position": min_position,
-                    },
-                    headers=self.tenant.staff_headers,
-                ),
-                200,
+            answer = read_model(
+                client,
+                "/v1/staff/appointments",
+                {
+                    "date_from": (today + timedelta(days=days_ahead[0])).isoformat(),
+                    "date_to": (today + timedelta(days=days_ahead[1])).isoformat(),
+                },
+                self.tenant.staff_headers,
+                min_position,
             )
         return list(answer["appointments"])
 

@@ -10,9 +10,8 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from booking.calls import Call as CallRecord
-from tests.booking_helpers import EventLog, utc
+from tests.booking_helpers import EventLog, read_model, utc
 from tests.scenarios.script import Call, Clinic, spoken
-from tests.support.server import expect
 
 MADE_UP_CODE = "K7M2Q9P"  # the shape of a real code; no booking carries it
 
@@ -84,7 +83,7 @@ def test_a_patient_calls_back_to_check_her_booking(clinic: Clinic) -> None:
         call.agent("Yes, you're all set for tomorrow at nine.", refused="no-active-booking-on-call")
         verified = call.tool("verify_confirmation", confirmation_code=code)
         call.check(verified["confirmed"] is True, "her code verifies")
-        call.agent(f"Yes: code {code} is confirmed for {spoken(verified)}.")
+        call.agent(f"Yes: code {code} is confirmed for {spoken(verified.json)}.")
         call.patient("Could I come at ten instead?")
         ten = next(s for s in offer["slots"] if spoken(s).endswith("at 10:00"))
         moved = call.tool(
@@ -138,17 +137,15 @@ def test_a_spanish_call(clinic: Clinic, log: EventLog) -> None:
     tz = ZoneInfo(clinic.timezone)
     today = clinic.server.clock.now().astimezone(tz).date()
     with clinic.server.client() as client:
-        economics = expect(
-            client.get(
-                "/v1/staff/call-economics",
-                params={
-                    "date_from": (today - timedelta(days=1)).isoformat(),
-                    "date_to": (today + timedelta(days=1)).isoformat(),
-                    "min_position": log.max_position(),
-                },
-                headers=clinic.tenant.staff_headers,
-            ),
-            200,
+        economics = read_model(
+            client,
+            "/v1/staff/call-economics",
+            {
+                "date_from": (today - timedelta(days=1)).isoformat(),
+                "date_to": (today + timedelta(days=1)).isoformat(),
+            },
+            clinic.tenant.staff_headers,
+            log.max_position(),
         )
     spanish = economics["by_language"].get("es") or {}
     assert spanish.get("calls") == 1, economics
