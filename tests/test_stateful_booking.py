@@ -20,6 +20,7 @@ out when it is judged: the real seconds that pass during an example cannot flip 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import uuid
 from collections import Counter
@@ -512,7 +513,7 @@ def test_random_interleavings_agree_with_the_reference_model(
     run_state_machine_as_test(
         BookingMachine,
         settings=settings(
-            max_examples=10,
+            max_examples=int(os.environ.get("BOOKING_STATEFUL_EXAMPLES", "10")),
             phases=[Phase.generate, Phase.shrink],
             stateful_step_count=25,
             deadline=None,
