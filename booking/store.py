@@ -12,6 +12,8 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.postgres import PostgresFactory
+from eventsourcing.utils import get_topic
 from psycopg.conninfo import conninfo_to_dict
 
 import booking.aggregates  # noqa: F401 - registers the stored topics before any read
@@ -37,6 +39,20 @@ class SchedulingApp(Application):  # type: ignore[type-arg]
         return int(row["notification_id"])
 
 
+class UrlFactory(PostgresFactory):
+    """eventsourcing's PostgreSQL factory, its pool connecting with the whole database URL.
+
+    The library builds its pool from host, port, user, password and dbname alone: without this,
+    the URL's other parameters (``sslmode=verify-full``, ``sslrootcert``, ``options`` …) would be
+    dropped silently. Its own keyword values still win; they come from the same URL.
+    """
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        # the pool is not open yet: every connection it makes gets the URL
+        self.datastore.pool.conninfo = self.env.get("POSTGRES_URL") or ""
+
+
 def store_env(
     database_url: str,
     cipher_key: str,
@@ -51,7 +67,8 @@ def store_env(
     if missing:
         raise ValueError(f"database URL lacks {', '.join(missing)}")
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": get_topic(UrlFactory),
+        "POSTGRES_URL": database_url,
         "POSTGRES_DBNAME": str(params["dbname"]),
         "POSTGRES_HOST": str(params.get("host") or "localhost"),
         "POSTGRES_PORT": str(params.get("port") or "5432"),
