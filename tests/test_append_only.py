@@ -6,7 +6,8 @@ The library's save takes ``LOCK TABLE … IN EXCLUSIVE MODE``, which PostgreSQL 
 UPDATE, DELETE, TRUNCATE or (17+) MAINTAIN. So ``prepare_database`` grants MAINTAIN where the
 server has it and UPDATE where it does not; triggers refuse every change either way. Both
 halves are checked here: a real save (and a bare LOCK TABLE) by the runtime role succeeds, and
-each change is refused with a permission error while the rows stay as they were.
+each change is refused with a permission error while the rows stay as they were. Past the
+database (a superuser with triggers off), AES-GCM makes an altered event unreadable.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from uuid import uuid4
 
 import psycopg
 import pytest
+from eventsourcing.persistence import MapperDeserialisationError
 from psycopg import errors
 
 from booking.audit import AuditLog
@@ -87,6 +89,7 @@ def prepared(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
             "admin_url": admin_url,
             "superuser_url": cluster.superuser_url(name),
             "version": int(version[0]),
+            "key": key,
             "server": cluster.description,
         }
     finally:
@@ -186,3 +189,42 @@ def test_the_owner_cannot_rewrite_history_either(prepared: dict[str, Any], table
         refused = attempt(prepared["admin_url"], statement)
         assert isinstance(refused, errors.InsufficientPrivilege), (statement, refused)
     assert snapshot(prepared["superuser_url"], table) == before
+
+
+def test_an_altered_event_fails_to_decrypt_instead_of_reading_wrong(
+    prepared: dict[str, Any],
+) -> None:
+    """Past the database's refusals (a superuser with triggers off): AES-GCM authenticates every
+    stored event, so one changed byte makes it unreadable, never silently different."""
+    su = prepared["superuser_url"]
+    with psycopg.connect(su, autocommit=True) as conn:
+        row = conn.execute(
+            f"SELECT originator_id, originator_version, state FROM {EVENTS_TABLE} LIMIT 1"
+        ).fetchone()
+    assert row is not None
+    stream, version, state = row
+    altered = bytearray(state)
+    altered[len(altered) // 2] ^= 0x01
+
+    def put(value: bytes) -> None:
+        with psycopg.connect(su) as conn, conn.transaction():
+            conn.execute("SET LOCAL session_replication_role = replica")  # triggers off
+            conn.execute(
+                f"UPDATE {EVENTS_TABLE} SET state = %s"
+                " WHERE originator_id = %s AND originator_version = %s",
+                (value, stream, version),
+            )
+
+    store = open_store(prepared["runtime_url"], prepared["key"], pool_size=1)
+    put(bytes(altered))
+    try:
+        with pytest.raises(MapperDeserialisationError, match="Invalid cipher tag"):
+            store.repository.get(stream)
+    finally:
+        put(bytes(state))
+        store.close()
+    intact = open_store(prepared["runtime_url"], prepared["key"], pool_size=1)
+    try:
+        assert intact.repository.get(stream).tenant_id == TENANT
+    finally:
+        intact.close()
