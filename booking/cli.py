@@ -201,7 +201,7 @@ def replay_command(args: argparse.Namespace) -> int:
         return moment
 
     def emit(line: Any) -> None:
-        print(json.dumps(line.as_json()) if args.json else line.as_text(), flush=False)
+        print(line.as_json() if args.json else line.as_text())
 
     with opened_store(prepare=False) as (_, store):
         describer = Describer(Masker(args.show_phi))
