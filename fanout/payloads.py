@@ -193,6 +193,44 @@ class PatientAppointmentAdded(Payload, kw_only=True, frozen=True):
     appointment_id: str
 
 
+# -- calls: what happened on a phone call, never what was said ------------------------------------
+
+
+class CallStarted(Payload, kw_only=True, frozen=True):
+    call_id: str
+    patient_ref: str | None
+    language: str | None
+    implicit: bool
+    started_at: datetime
+
+
+class CallDescribed(Payload, kw_only=True, frozen=True):
+    patient_ref: str | None
+    language: str | None
+
+
+class CallToolCalled(Payload, kw_only=True, frozen=True):
+    tool: str
+    status: int
+    outcome: str  # what it did, or the refusal's problem name
+    replayed: bool
+    appointment_id: str | None
+    hold_id: str | None
+
+
+class CallUttered(Payload, kw_only=True, frozen=True):
+    allowed: bool
+    reason: str  # the gate's reason code
+    claim: str | None  # the kind of claim the gate saw, never the words
+
+
+class CallEnded(Payload, kw_only=True, frozen=True):
+    duration_seconds: int
+    outcome: str | None
+    cost_cents: int | None
+    ended_at: datetime
+
+
 # Every stored topic, with the class that says what it publishes. IdempotentRequest.Recorded is
 # listed with the bare envelope on purpose: its key and fingerprint are the caller's business.
 CATALOGUE: dict[str, type[Payload]] = {
@@ -219,4 +257,9 @@ CATALOGUE: dict[str, type[Payload]] = {
     "booking:Patient.HoldEnded": PatientHoldEnded,
     "booking:Patient.AppointmentAdded": PatientAppointmentAdded,
     "booking:IdempotentRequest.Recorded": Payload,
+    "booking:Call.Started": CallStarted,
+    "booking:Call.Described": CallDescribed,
+    "booking:Call.ToolCalled": CallToolCalled,
+    "booking:Call.Uttered": CallUttered,
+    "booking:Call.Ended": CallEnded,
 }
