@@ -15,6 +15,7 @@ COPY pyproject.toml README.md ./
 COPY booking ./booking
 COPY projections ./projections
 COPY api ./api
+COPY fanout ./fanout
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /var/lib/booking --create-home booking
 

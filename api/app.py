@@ -38,6 +38,7 @@ from booking.setup import Setup
 from booking.setupcache import SetupCache
 from booking.store import open_store
 from booking.tokens import TokenStore
+from fanout.relay import Relay
 from projections.catalog import PROJECTIONS
 from projections.views import Views
 from projections.worker import ProjectionWorker
@@ -108,6 +109,11 @@ def create_app(
                 worker = ProjectionWorker(services.store, PROJECTIONS, runtime.database_url)
                 worker.start()
             app.state.worker = worker
+            relay = None
+            if settings.nats_url:  # an unreachable NATS only delays the relay: it retries
+                relay = Relay(services.store, runtime.database_url, settings.nats_url)
+                relay.start()
+            app.state.relay = relay
             app.state.runtime = runtime
             _drop_400(app)
             if on_ready is not None:
@@ -115,6 +121,8 @@ def create_app(
             try:
                 yield
             finally:
+                if relay is not None:
+                    await sync_to_thread(relay.stop)
                 if worker is not None:
                     await sync_to_thread(worker.stop)
                 services.store.close()

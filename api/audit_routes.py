@@ -35,6 +35,7 @@ class AuditEntry(msgspec.Struct):
 
 class AuditOut(msgspec.Struct):
     entries: list[AuditEntry]
+    next: int | None = None  # more entries match: pass it back as ``after`` for the next page
 
 
 Instant = Annotated[datetime | None, QueryParameter(description="RFC 3339 with offset")]
@@ -54,16 +55,30 @@ class AuditController(Controller):
         patient_ref: Annotated[str | None, QueryParameter()] = None,
         start: Annotated[datetime | None, QueryParameter(name="from")] = None,
         end: Annotated[datetime | None, QueryParameter(name="to")] = None,
+        after: Annotated[
+            int | None,
+            QueryParameter(ge=0, description="only entries after this seq: a previous `next`"),
+        ] = None,
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=LIMIT, description=f"entries per page, at most {LIMIT}")
+        ] = LIMIT,
     ) -> AuditOut:
-        """This clinic's audit entries, oldest first, by patient and time."""
+        """This clinic's audit entries, oldest first, by patient and time, a page at a time:
+        while more match, ``next`` is the seq to pass as ``after`` for the following page."""
         for field, value in (("from", start), ("to", end)):
             if value is not None and value.tzinfo is None:
                 raise ValidationFailed.field(field, "must carry a UTC offset")
         if patient_ref is not None and not is_client_id(patient_ref):
             raise ValidationFailed.field("patient_ref", "not a patient reference")
         rows: list[dict[str, Any]] = services.audit.entries(
-            caller.tenant_id, patient_ref.lower() if patient_ref else None, start, end, LIMIT
+            caller.tenant_id,
+            patient_ref.lower() if patient_ref else None,
+            start,
+            end,
+            limit + 1,  # one more than asked tells whether there is a next page
+            after=after,
         )
+        more, rows = len(rows) > limit, rows[:limit]
         return AuditOut(
             [
                 AuditEntry(
@@ -78,5 +93,6 @@ class AuditController(Controller):
                     request_id=r["request_id"],
                 )
                 for r in rows
-            ]
+            ],
+            next=rows[-1]["seq"] if more else None,
         )

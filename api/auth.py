@@ -21,6 +21,9 @@ from booking.tokens import TokenStore
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Coroutine[Any, Any, None]]
 
+# The roles each guard lets through: api/allowlists.py's checks read a route's roles from here.
+GUARD_ROLES: dict[Guard, tuple[str, ...]] = {}
+
 
 def bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     header = connection.headers.get("authorization", "")
@@ -67,7 +70,11 @@ def role_guard(*roles: str) -> Guard:
             await note_attempted_patient(connection)
             raise PermissionDeniedException(f"this route needs role {' or '.join(roles)}")
 
+    GUARD_ROLES[guard] = roles
     return guard
+
+
+GUARD_ROLES[admin_guard] = ("admin",)
 
 
 async def note_attempted_patient(connection: ASGIConnection[Any, Any, Any, Any]) -> None:

@@ -11,6 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Response
 
 from api.services import Services
+from fanout.tracking import lag as relay_lag
 from projections.catalog import PROJECTIONS
 from projections.reads import lag
 
@@ -30,10 +31,11 @@ def health() -> dict[str, str]:
     responses={503: ResponseSpec(dict[str, Any], description="Database down or a view lags")},
 )
 def ready(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
-    """The database answers, and each read model's lag (events and seconds) is within bounds."""
+    """The database answers, and each read model's and the relay's lag is within bounds."""
     try:
         position = services.store.recorder.max_notification_id() or 0
         projections = {p.name: lag(services.store, p) for p in PROJECTIONS}
+        relays = {"nats": relay_lag(services.store)} if services.settings.nats_url else {}
     except Exception as exc:
         log.warning("readiness check failed: %s", type(exc).__name__)
         return Response(
@@ -42,13 +44,13 @@ def ready(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
             headers={"Retry-After": "5"},
         )
     limit = services.settings.ready_max_lag_seconds
-    lagging = [name for name, p in projections.items() if p["lag_seconds"] > limit]
+    lagging = [name for name, p in {**projections, **relays}.items() if p["lag_seconds"] > limit]
     body = {
         "status": "lagging" if lagging else "ready",
         "database": "ok",
         "position": position,
         "projections": projections,
-        "relays": {},
+        "relays": relays,
         "max_lag_seconds": limit,
     }
     return Response(

@@ -193,9 +193,14 @@ class AuditLog:
         start: datetime | None,
         end: datetime | None,
         limit: int,
+        after: int | None = None,
     ) -> list[dict[str, Any]]:
+        """Up to ``limit`` entries, oldest first; ``after``: only those after that seq."""
         query = "SELECT * FROM audit_log WHERE tenant_id = %s"
         params: list[Any] = [tenant_id]
+        if after is not None:
+            query += " AND seq > %s"
+            params.append(after)
         if patient_ref is not None:
             query += " AND patient_ref = %s"
             params.append(patient_ref)

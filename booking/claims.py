@@ -107,7 +107,7 @@ _CUANDO = (
 )
 _CITA = r"(?:cita|consulta|visita|reserva|limpieza)s?"
 _PARTICIPIO = (
-    r"(?:(?:confirmad|agendad|programad|reservad|reprogramad|cambiad|movid|apuntad|anotad)[oa]s?)"
+    r"(?:(?:confirmad|agendad|programad|reservad|reprogramad|cambiad|movid|apuntad|anotad|hech)[oa]s?)"
 )
 _START = r"(?:^[\s\"'¡]*|(?<=[,;:!\u2014\u2013])\s*)"  # sentence or clause start
 
@@ -159,6 +159,10 @@ _RULES = (
     _en(r"\b(?:i|we)(?:'?ve| have)?(?: <ADV>)* (?:got|have|put) you (?P<w>down|in|booked|scheduled|confirmed|set|on the (?:schedule|calendar|books))\b"),
     _en(r"\b(?:i|we)(?:'?ve| have)?(?: <ADV>)* (?:(?:penciled|pencilled|slotted|squeezed|fit|fitted) you in|locked (?:you|it|that) in)\b", "booked"),
     _en(r"\b(?:i|we)(?:'?ve| have)?(?: <ADV>)* set you up\b", "set"),
+    # your booking went through / the appointment has been made / got you in for Tuesday
+    _en(r"\b<NP> (?:has |have |had )?(?:gone|went) through\b", "booked"),
+    _en(r"\b<NP>(?:'?s been| has been| had been| is| was) (?:all )?made\b", "booked"),
+    _en(r"<START>(?:(?:ok(?:ay)?|great|perfect|alright|all right) )?got you (?:in|down|booked|scheduled|set)\b", "booked"),
     # Tuesday at 3 is booked for you
     _en(r"(?:'s|\bis|\bare|\bhas been|\bhave been) (?:all )?(?P<w>booked|confirmed|reserved|scheduled|set) for you\b"),
     # Confirmed for Tuesday at 3! / All set.

@@ -1,4 +1,4 @@
-"""``booking`` command line: ``booking serve [--host] [--port] [--demo]``."""
+"""``booking`` command line: ``booking serve [--host] [--port] [--demo] [--nats]``."""
 
 from __future__ import annotations
 
@@ -53,8 +53,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from api.app import create_app
     from api.services import Services
-
-    settings = Settings.from_env()
+    from fanout.nats_server import configured
 
     def announce(services: Services) -> None:
         if args.demo:
@@ -68,8 +67,9 @@ def serve(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    app = create_app(settings, on_ready=announce)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=True)
+    with configured(args.nats, Settings.from_env()) as settings:
+        app = create_app(settings, on_ready=announce)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=True)
     return 0
 
 
@@ -91,6 +91,30 @@ def project(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, stop)
         log.info("projection worker running: %s", ", ".join(p.name for p in PROJECTIONS))
         worker.run_forever()
+    return 0
+
+
+def relay(args: argparse.Namespace) -> int:
+    """Run the NATS relay alone (production runs one beside stateless API replicas)."""
+    import signal
+
+    from fanout.nats_server import configured
+    from fanout.relay import Relay
+
+    with configured(args.nats, Settings.from_env()) as settings:
+        if not settings.nats_url:
+            raise UsageError("set BOOKING_NATS_URL or pass --nats URL|embedded")
+        with opened_store() as (runtime, store):
+            relay = Relay(store, runtime.database_url, settings.nats_url)
+
+            def stop(signum: int, _: object) -> None:
+                log.info("signal %d: stopping the relay", signum)
+                relay.stop(timeout=0)
+
+            signal.signal(signal.SIGTERM, stop)
+            signal.signal(signal.SIGINT, stop)
+            log.info("relay running: event log to JetStream stream %s", relay.stream)
+            relay.run_forever()
     return 0
 
 
@@ -201,7 +225,7 @@ def replay_command(args: argparse.Namespace) -> int:
         return moment
 
     def emit(line: Any) -> None:
-        print(json.dumps(line.as_json()) if args.json else line.as_text(), flush=False)
+        print(line.as_json() if args.json else line.as_text())
 
     with opened_store(prepare=False) as (_, store):
         describer = Describer(Masker(args.show_phi))
@@ -312,7 +336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8000)
     serve_cmd.add_argument("--demo", action="store_true", help="seed a demo clinic, print tokens")
+    nats_help = "NATS to publish events to: a URL, or 'embedded' (default: BOOKING_NATS_URL)"
+    serve_cmd.add_argument("--nats", metavar="URL|embedded", help=nats_help)
     serve_cmd.set_defaults(run=serve)
+    relay_cmd = commands.add_parser("relay", help="run the NATS relay alone")
+    relay_cmd.add_argument("--nats", metavar="URL|embedded", help=nats_help)
+    relay_cmd.set_defaults(run=relay)
     project_cmd = commands.add_parser("project", help="run the projection worker alone")
     project_cmd.set_defaults(run=project)
     views_cmd = commands.add_parser("projections", help="read-model status and rebuilds")

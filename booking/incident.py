@@ -136,11 +136,12 @@ def window_timeline(
 ) -> Iterator[Line]:
     """Every event recorded in [start, end), streamed in log order; expired holds at the end."""
     first = max(0, first_position_at(store, start) - JITTER)
-    last = int(store.recorder.max_notification_id() or 0)
+    log_end = int(store.recorder.max_notification_id() or 0)
+    last = min(log_end, first_position_at(store, end) + JITTER)  # what the bar counts to
     after_end = 0
-    for position, topic, e in log_events(store, first, last):
+    for position, topic, e in log_events(store, first, log_end):
         if progress is not None:
-            progress(position - first, last - first)
+            progress(min(position, last) - first, last - first)
         if e.timestamp >= end:
             after_end += 1
             if after_end > JITTER:
@@ -152,6 +153,8 @@ def window_timeline(
         line = describer.line(position, topic, e)
         if line is not None:
             yield line
+    if progress is not None:
+        progress(last - first, last - first)
     yield from describer.expired(end)
 
 

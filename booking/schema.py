@@ -18,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from booking import audit
 from booking.store import EVENTS_TABLE, open_store
+from fanout import tracking as relay_tracking
 from projections.catalog import PROJECTIONS
 from projections.schema import create_tables
 
@@ -121,6 +122,7 @@ def prepare_database(admin_url: str, runtime_url: str, cipher_key: str) -> None:
                 )
                 for projection in PROJECTIONS:
                     create_tables(conn, projection, runtime_role)
+                relay_tracking.create_table(conn, runtime_role)
                 _audit(conn, role)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))

@@ -14,7 +14,8 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+from eventsourcing.utils import get_topic
 from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
@@ -72,6 +73,23 @@ class SchedulingApp(Application):  # type: ignore[type-arg]
         return int(row["notification_id"])
 
 
+class UrlFactory(PostgresFactory):
+    """eventsourcing's PostgreSQL factory, its pool connecting with the whole database URL.
+
+    The library builds its pool from host, port, user, password and dbname alone: without this,
+    the URL's other parameters (``sslmode=verify-full``, ``sslrootcert``, ``options`` …) would be
+    dropped silently. Its own keyword values still win; they come from the same URL. Its
+    application recorder is the CheckedRecorder.
+    """
+
+    application_recorder_class = CheckedRecorder
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        # the pool is not open yet: every connection it makes gets the URL
+        self.datastore.pool.conninfo = self.env.get("POSTGRES_URL") or ""
+
+
 def store_env(
     database_url: str,
     cipher_key: str,
@@ -86,8 +104,8 @@ def store_env(
     if missing:
         raise ValueError(f"database URL lacks {', '.join(missing)}")
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "APPLICATION_RECORDER_TOPIC": "booking.store:CheckedRecorder",
+        "PERSISTENCE_MODULE": get_topic(UrlFactory),
+        "POSTGRES_URL": database_url,
         "POSTGRES_DBNAME": str(params["dbname"]),
         "POSTGRES_HOST": str(params.get("host") or "localhost"),
         "POSTGRES_PORT": str(params.get("port") or "5432"),

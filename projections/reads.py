@@ -77,9 +77,13 @@ def lag(
     store: SchedulingApp, projection: Projection, now: datetime | None = None
 ) -> dict[str, Any]:
     """How far ``projection`` is behind the log: events not yet applied and the age of the oldest."""
+    return lag_after(store, position(store, projection), now)
+
+
+def lag_after(store: SchedulingApp, applied: int, now: datetime | None = None) -> dict[str, Any]:
+    """How far a reader that has handled the log up to ``applied`` is behind it."""
     datastore = store.recorder.datastore  # type: ignore[attr-defined]
     with datastore.transaction(commit=False) as curs:
-        applied = position_in(curs, projection)
         curs.execute(
             f"SELECT count(*) AS behind, min(notification_id) AS next FROM {EVENTS_TABLE}"
             " WHERE notification_id > %s",

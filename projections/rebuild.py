@@ -58,7 +58,8 @@ def _rename(conn: psycopg.Connection[Any], old: str, new: str, kind: str = "TABL
     )
 
 
-def progress_bar(name: str, out: TextIO = sys.stderr) -> Progress:
+def progress_bar(name: str, out: TextIO | None = None) -> Progress:
+    """A one-line bar on ``out`` (standard error as it is when the bar draws)."""
     last = [0.0]
     finished = [False]
 
@@ -72,13 +73,14 @@ def progress_bar(name: str, out: TextIO = sys.stderr) -> Progress:
         left = (total - done) / rate if rate > 0 else 0.0
         width = 30
         filled = int(width * done / total) if total else width
-        out.write(
+        stream = out or sys.stderr
+        stream.write(
             f"\r{name:>9} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} events"
             f"  {rate:,.0f} ev/s  {left:,.0f} s left "
         )
         if done >= total:
-            out.write("\n")
-        out.flush()
+            stream.write("\n")
+        stream.flush()
 
     return show
 

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from fanout.nats_server import NatsServer
+from tests.support.nats import NATS_PORT
 from tests.support.postgres import PgCluster, database_name, start_cluster
 from tests.support.server import ADMIN_TOKEN, LiveServer, RunningServer, bearer
 
@@ -28,6 +30,13 @@ def pg_cluster(request: pytest.FixtureRequest) -> Iterator[PgCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A nats-server from the wheel at ``tests.support.nats.NATS_URL``, JetStream on disk."""
+    with NatsServer(tmp_path_factory.mktemp("nats"), NATS_PORT) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

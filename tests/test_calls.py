@@ -65,8 +65,12 @@ def replay(
     def run(*argv: str) -> tuple[int, str]:
         capsys.readouterr()
         status = cli.main(["replay", *argv])
-        return status, capsys.readouterr().out
+        captured = capsys.readouterr()
+        errors.append(captured.err)
+        return status, captured.out
 
+    errors: list[str] = []
+    run.errors = errors  # type: ignore[attr-defined]
     return run
 
 
@@ -447,3 +451,46 @@ def test_a_claim_checked_while_its_booking_is_cancelled_is_decided_again(
     # through the API the same sentence is now refused: the booking is cancelled
     refused = say(client, tenant, "call-race", "You're all set")
     assert refused["allowed"] is False
+
+
+def test_a_window_replay_streams_with_a_progress_bar_and_flags_holds_that_expired(
+    live_server: LiveServer,
+    tenant: Tenant,
+    practice: Practice,
+    client: httpx.Client,
+    replay: Any,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    began = datetime.now(UTC) - timedelta(seconds=1)
+    slot = open_slots(client, tenant, practice, days_from=26, days=3)[0]
+    start_call(client, tenant, "call-drop", "pat-1")
+    held = expect(
+        client.post(
+            "/v1/agent/holds",
+            json={"slot_id": slot["slot_id"], "patient_ref": "pat-1", "call_id": "call-drop"},
+            headers=tenant.agent_headers,
+        ),
+        201,
+    )
+    # the line drops: nobody books, the hold runs out
+    status, out = replay(
+        "window",
+        "--from",
+        began.isoformat(),
+        "--to",
+        (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+        "--tenant",
+        tenant.tenant_id,
+        "--json",
+    )
+    assert status == 0
+    lines = lines_of(out)
+    expired = [line for line in lines if "hold-expired" in line["flags"]]
+    assert [line["fields"]["hold_id"] for line in expired] == [held["hold_id"]]
+    assert expired[0]["fields"]["call_id"] == "call-drop"
+    whats = [line["what"] for line in lines]
+    assert "call started" in whats and "slot held" in whats and lines[-1] == expired[0]
+    assert all(line["tenant_id"] == tenant.tenant_id for line in lines)
+    bar = replay.errors[-1]
+    assert "replay [" in bar and "##############################]" in bar

@@ -16,6 +16,10 @@ ENGLISH_CLAIMS = [
     ("Great, you're confirmed for Tuesday at 9", "confirmed"),
     ("you're all set for Tuesday at 3", "set"),
     ("we'll see you Thursday", "implied"),
+    # missed in review, now claims
+    ("Your booking went through.", "booked"),
+    ("Got you in for Tuesday at 3.", "booked"),
+    ("The appointment has been made.", "booked"),
     # explicit
     ("You're booked for Tuesday at 9.", "booked"),
     ("I've booked you for Tuesday at 9 with Dr. Patel.", "booked"),
@@ -133,6 +137,7 @@ ENGLISH_NON_CLAIMS = [
 ]
 
 SPANISH_CLAIMS = [
+    ("Su cita ya está hecha.", "booked"),
     # the example, verbatim
     ("Su cita está confirmada para el martes", "confirmed"),
     # explicit, accents optional

@@ -23,7 +23,8 @@ from tests.support.server import LiveServer, Tenant, expect, seed_tenant, setup_
 TENANTS = ("rls-a", "rls-b")
 EVENTS = "scheduling_events"
 TOKENS = "booking_tokens"
-# one tracking row per projection (and per relay): no tenant column, exempt by design
+# one tracking row per projection, and the NATS relay's (nats_relay_tracking): a log position per
+# reader, no tenant column and no patient data, exempt by design
 TRACKING = re.compile(r"^[a-z0-9_]+_tracking(__next)?$")
 READ_MODELS = {"portal_appointments", "board_appointments", "patient_timeline", "timeline_patients"}
 
