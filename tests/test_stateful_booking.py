@@ -513,9 +513,9 @@ def test_random_interleavings_agree_with_the_reference_model(
     run_state_machine_as_test(
         BookingMachine,
         settings=settings(
-            max_examples=int(os.environ.get("BOOKING_STATEFUL_EXAMPLES", "10")),
+            max_examples=int(os.environ.get("BOOKING_STATEFUL_EXAMPLES", "8")),
             phases=[Phase.generate, Phase.shrink],
-            stateful_step_count=25,
+            stateful_step_count=20,
             deadline=None,
             database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
