@@ -251,8 +251,8 @@ class Call:
     def send(self, name: str, arguments: dict[str, Any], key: str | None = None) -> Reply:
         """The HTTP request a tool call becomes (no expectation checked, no turn recorded)."""
         route = TOOL_ROUTES.get(name)
-        if route is None:
-            self.fail(f"no tool named {name!r}")
+        if route is None or name not in self.clinic.served_tools():
+            self.fail(f"no tool named {name!r} in GET /v1/agent/tools")
         assert route is not None
         path, body = route.path, dict(arguments)
         for param, _ in route.path_params:
@@ -357,6 +357,7 @@ class Clinic:
     turns: int = 0
     calls: list[Call] = field(default_factory=list)
     _clients: list[httpx.Client] = field(default_factory=list)
+    _tools: set[str] | None = None
 
     @contextmanager
     def call(
@@ -382,6 +383,16 @@ class Clinic:
         call = Call(self, call_id, patient, language, headers, client)
         self.calls.append(call)
         return call
+
+    def served_tools(self) -> set[str]:
+        """The tool names GET /v1/agent/tools gives an agent (what an LLM platform would offer)."""
+        if self._tools is None:
+            with self.server.client() as client:
+                listed = expect(
+                    client.get("/v1/agent/tools", headers=self.tenant.agent_headers), 200
+                )
+            self._tools = {t["function"]["name"] for t in listed}
+        return self._tools
 
     def on_file(self, *patient_refs: str, language: str | None = None) -> None:
         """The front desk registers these patients, unless they are on file already."""
