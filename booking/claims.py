@@ -106,9 +106,7 @@ _CUANDO = (
     rf"(?:{_DIA}|\d{{1,2}}\b(?!\s*(?:min|minutos|horas|pesos|dolares|anos|%)))|a\s+las?\s+\d|a\s+la\s+una)"
 )
 _CITA = r"(?:cita|consulta|visita|reserva|limpieza)s?"
-_PARTICIPIO = (
-    r"(?:(?:confirmad|agendad|programad|reservad|reprogramad|cambiad|movid|apuntad|anotad|hech)[oa]s?)"
-)
+_PARTICIPIO = r"(?:(?:confirmad|agendad|programad|reservad|reprogramad|cambiad|movid|apuntad|anotad|hech)[oa]s?)"
 _START = r"(?:^[\s\"'¡]*|(?<=[,;:!\u2014\u2013])\s*)"  # sentence or clause start
 
 _FRAGMENTS = {
