@@ -37,6 +37,11 @@ def tokens_of(connection: ASGIConnection[Any, Any, Any, Any]) -> TokenStore:
     return connection.app.state.services.tokens  # type: ignore[no-any-return]
 
 
+async def authenticate(tokens: TokenStore, token: str) -> Scope | None:
+    known, scope = tokens.cached(token)
+    return scope if known else await sync_to_thread(tokens.authenticate, token)
+
+
 def limit(connection: ASGIConnection[Any, Any, Any, Any], principal: str) -> None:
     connection.app.state.rate_limiter.check(principal)
 
@@ -47,7 +52,7 @@ async def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
     if tokens.is_admin(token):
         connection.state.admin = True  # for the audit entry
         return  # the platform operator's token is not an issued token and is not rate limited
-    scope = await sync_to_thread(tokens.authenticate, token)
+    scope = await authenticate(tokens, token)
     if scope is not None:
         connection.state.scope = scope  # an authenticated refusal is audited too
         raise PermissionDeniedException("platform admin routes need the admin token")
@@ -58,7 +63,7 @@ def role_guard(*roles: str) -> Guard:
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         token = bearer(connection)
         tokens = tokens_of(connection)
-        scope = await sync_to_thread(tokens.authenticate, token)
+        scope = await authenticate(tokens, token)
         if scope is None:
             if tokens.is_admin(token):
                 connection.state.admin = True

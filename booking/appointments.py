@@ -7,6 +7,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from booking.copying import PlainCopy
 from booking.errors import InvalidState
 from booking.tenancy import TenantScoped
 from booking.topics import pinned
@@ -17,7 +18,7 @@ EARLY_ARRIVAL = timedelta(hours=2)
 
 
 @pinned("Appointment")
-class Appointment(TenantScoped, Aggregate):
+class Appointment(PlainCopy, TenantScoped, Aggregate):
     class Booked(Aggregate.Created):
         tenant_id: str
         patient_ref: str

@@ -103,8 +103,8 @@ class AuditLog:
     def __init__(self, store: SchedulingApp) -> None:
         self.datastore = store.recorder.datastore  # type: ignore[attr-defined]
         self._queue: list[_Pending] = []
-        self._queue_lock = threading.Lock()
-        self._writer = threading.Lock()
+        self._changed = threading.Condition()  # guards _queue and _writing
+        self._writing = False
 
     def append(
         self,
@@ -137,18 +137,22 @@ class AuditLog:
                 "request_id": request_id,
             }
         )
-        with self._queue_lock:
+        with self._changed:
             self._queue.append(pending)
-        while not pending.done.is_set():
-            # whoever gets the writer's lock writes everything queued so far, its own included
-            if self._writer.acquire(timeout=0.05):
+            while not pending.done.is_set():
+                if self._writing:
+                    # woken when that batch is committed: ours was in it, or we write next
+                    self._changed.wait()
+                    continue
+                # nobody is writing: write everything queued so far, our own entry included
+                batch, self._queue, self._writing = self._queue, [], True
+                self._changed.release()
                 try:
-                    with self._queue_lock:
-                        batch, self._queue = self._queue, []
-                    if batch:
-                        self._write(batch)
+                    self._write(batch)
                 finally:
-                    self._writer.release()
+                    self._changed.acquire()
+                    self._writing = False
+                    self._changed.notify_all()
         if pending.error is not None:
             raise pending.error
 

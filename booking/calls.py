@@ -18,6 +18,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from booking.copying import PlainCopy
 from booking.errors import AlreadyExists, InvalidState
 from booking.ids import aggregate_id
 from booking.tenancy import TenantScoped
@@ -28,7 +29,7 @@ LINKING = ("book", "reschedule")
 
 
 @pinned("Call")
-class Call(TenantScoped, Aggregate):
+class Call(PlainCopy, TenantScoped, Aggregate):
     class Started(Aggregate.Created):
         tenant_id: str
         call_id: str

@@ -123,6 +123,8 @@ class Executor:
                 # Someone else wrote one of these aggregates first; nothing of ours was stored.
                 time.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))
                 continue
+            # the subject goes back to the caller for rendering; the rest is the cache's now
+            self.store.remember(a for a in pending if a is not plan.subject)
             position = next(
                 r.notification.id
                 for r in recordings

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from booking.copying import PlainCopy
 from booking.ids import aggregate_id
 from booking.tenancy import TenantScoped
 from booking.topics import pinned
@@ -25,7 +26,7 @@ def hold_status(hold: dict[str, Any], now: datetime) -> str:
 
 
 @pinned("ProviderDay")
-class ProviderDay(TenantScoped, Aggregate):
+class ProviderDay(PlainCopy, TenantScoped, Aggregate):
     class Opened(Aggregate.Created):
         tenant_id: str
         provider_id: str

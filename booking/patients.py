@@ -10,6 +10,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from booking.copying import PlainCopy
 from booking.ids import aggregate_id
 from booking.tenancy import TenantScoped
 from booking.topics import pinned
@@ -18,7 +19,7 @@ MAX_ACTIVE_HOLDS = 3
 
 
 @pinned("Patient")
-class Patient(TenantScoped, Aggregate):
+class Patient(PlainCopy, TenantScoped, Aggregate):
     class Registered(Aggregate.Created):
         tenant_id: str
         patient_ref: str

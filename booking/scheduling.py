@@ -43,7 +43,7 @@ from booking.patients import MAX_ACTIVE_HOLDS, Patient
 from booking.practice import AppointmentType, Provider, Tenant, WeeklyHours
 from booking.setup import load
 from booking.setupcache import SetupCache
-from booking.store import SchedulingApp
+from booking.store import SchedulingApp, Versions
 
 MARKS = {"arrived": "mark_arrived", "no-show": "mark_no_show", "completed": "mark_completed"}
 ALTERNATIVES = 3
@@ -129,17 +129,33 @@ class Scheduling:
         day: ProviderDay | None = self._get(ProviderDay.create_id(tenant_id, provider_id, date))
         return day
 
-    def _day_or_new(self, tenant_id: str, practice: Practice, date: str) -> ProviderDay:
+    def _day_or_new(
+        self, tenant_id: str, practice: Practice, date: str, versions: Versions | None = None
+    ) -> ProviderDay:
         provider = practice.provider
-        return self._day(tenant_id, provider.provider_id, date) or ProviderDay(
+        day_id = ProviderDay.create_id(tenant_id, provider.provider_id, date)
+        day: ProviderDay | None
+        if versions is not None and versions.knows(day_id):
+            version = versions.of(day_id)
+            day = None if version is None else self.store.get_at(day_id, version)
+        else:
+            day = self._day(tenant_id, provider.provider_id, date)
+        return day or ProviderDay(
             tenant_id=tenant_id,
             provider_id=provider.provider_id,
             date=date,
             timezone=provider.timezone,
         )
 
-    def _patient(self, scope: Scope, patient_ref: str) -> Patient:
+    def _patient(self, scope: Scope, patient_ref: str, versions: Versions | None = None) -> Patient:
         scope.require_patient(patient_ref)
+        patient_id = Patient.create_id(scope.tenant_id, patient_ref)
+        if versions is not None and versions.knows(patient_id):
+            version = versions.of(patient_id)
+            if version is None:
+                raise NotFound(f"patient {patient_ref!r} not found")
+            patient: Patient = self.store.get_at(patient_id, version)
+            return patient
         return load(
             self.store, Patient, scope.tenant_id, patient_ref, what=f"patient {patient_ref!r}"
         )
@@ -274,6 +290,31 @@ class Scheduling:
 
     # -- deciding on a slot --------------------------------------------------------------------
 
+    def _read_first(self, scope: Scope, patient_ref: str, slot_id: str | None) -> Versions:
+        """Where the streams a hold or booking reads stand in the event store, in one query.
+
+        The patient, and for a slot id its type, provider, hours and provider day. The day's id
+        needs the provider's time zone: it is taken from the setup cache, and should the fresh
+        provider disagree, the day is read on its own (``Versions.knows`` tells).
+        """
+        ids = [Patient.create_id(scope.tenant_id, patient_ref)]
+        if slot_id is not None:
+            ref = self.decode(slot_id)
+            ids += self._slot_streams(scope.tenant_id, ref)
+            provider = self.setup.get(Provider.create_id(scope.tenant_id, ref.provider_id))
+            if provider is not None:
+                date = ref.start.astimezone(zone(provider.timezone)).date().isoformat()
+                ids.append(ProviderDay.create_id(scope.tenant_id, ref.provider_id, date))
+        return self.store.versions(ids)
+
+    @staticmethod
+    def _slot_streams(tenant_id: str, ref: SlotRef) -> list[UUID]:
+        return [
+            AppointmentType.create_id(tenant_id, ref.type_id),
+            Provider.create_id(tenant_id, ref.provider_id),
+            WeeklyHours.create_id(tenant_id, ref.provider_id),
+        ]
+
     def decode(self, slot_id: str, field: str = "slot_id") -> SlotRef:
         try:
             return decode_slot_id(slot_id)
@@ -293,12 +334,11 @@ class Scheduling:
         patient_ref: str,
         ignore_appointment: str | None = None,
         day: ProviderDay | None = None,
+        versions: Versions | None = None,
     ) -> tuple[Slot, Practice, ProviderDay]:
         """The slot ``ref`` names, if the schedule offers it and nobody else holds or booked it."""
         kind, provider, hours = self.setup.fresh(
-            AppointmentType.create_id(tenant_id, ref.type_id),
-            Provider.create_id(tenant_id, ref.provider_id),
-            WeeklyHours.create_id(tenant_id, ref.provider_id),
+            *self._slot_streams(tenant_id, ref), versions=versions
         )
         practice = Practice(provider, kind, hours) if kind and provider else None
         if practice is None:
@@ -310,7 +350,7 @@ class Scheduling:
         if slot.start <= now:
             raise self._unavailable(tenant_id, ref, "it starts in the past")
         if day is None:
-            day = self._day_or_new(tenant_id, practice, date.isoformat())
+            day = self._day_or_new(tenant_id, practice, date.isoformat(), versions)
         blocker = day.blocker(
             slot.start,
             slot.end,
@@ -368,8 +408,11 @@ class Scheduling:
 
         def command() -> Plan:
             now = self.clock.now()
-            patient = self._patient(scope, patient_ref)
-            slot, _, day = self._open_slot(scope.tenant_id, ref, now, patient_ref)
+            versions = self._read_first(scope, patient_ref, slot_id)
+            patient = self._patient(scope, patient_ref, versions)
+            slot, _, day = self._open_slot(
+                scope.tenant_id, ref, now, patient_ref, versions=versions
+            )
             own = day.own_hold_on(slot.start, slot.end, slot.type_id, patient_ref, now)
             if own is not None:
                 raise SlotUnavailable(f"this patient already holds the slot (hold {own})")
@@ -433,6 +476,7 @@ class Scheduling:
         slot_id: str | None,
         now: datetime,
         ignore_appointment: str | None = None,
+        versions: Versions | None = None,
     ) -> tuple[Slot, Practice, ProviderDay, str | None]:
         """The slot a booking or reschedule goes to, and the patient's hold it converts."""
         if hold_id is not None:
@@ -444,7 +488,7 @@ class Scheduling:
         assert slot_id is not None
         ref = self.decode(slot_id)
         slot, practice, day = self._open_slot(
-            scope.tenant_id, ref, now, patient.patient_ref, ignore_appointment
+            scope.tenant_id, ref, now, patient.patient_ref, ignore_appointment, versions=versions
         )
         converted = day.own_hold_on(slot.start, slot.end, slot.type_id, patient.patient_ref, now)
         return slot, practice, day, converted
@@ -464,8 +508,11 @@ class Scheduling:
 
         def command() -> Plan:
             now = self.clock.now()
-            patient = self._patient(scope, patient_ref)
-            slot, practice, day, converted = self._target(scope, patient, hold_id, slot_id, now)
+            versions = self._read_first(scope, patient_ref, slot_id)
+            patient = self._patient(scope, patient_ref, versions)
+            slot, practice, day, converted = self._target(
+                scope, patient, hold_id, slot_id, now, versions=versions
+            )
             code = new_code()
             appointment = Appointment(
                 tenant_id=scope.tenant_id,

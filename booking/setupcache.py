@@ -15,7 +15,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from booking.store import EVENTS_TABLE, SchedulingApp
+from booking.store import SchedulingApp, Versions
 
 
 class SetupCache:
@@ -45,16 +45,15 @@ class SetupCache:
             self._entries[aggregate_id] = (now, aggregate)
         return aggregate
 
-    def fresh(self, *aggregate_ids: UUID) -> list[Any | None]:
-        """The aggregates as the event store has them now (None where one does not exist)."""
-        datastore = self.store.recorder.datastore  # type: ignore[attr-defined]
-        with datastore.transaction(commit=False) as curs:
-            curs.execute(
-                f"SELECT originator_id, max(originator_version) AS version FROM {EVENTS_TABLE}"
-                " WHERE originator_id = ANY(%s) GROUP BY originator_id",
-                (list(aggregate_ids),),
-            )
-            stored = {row["originator_id"]: row["version"] for row in curs.fetchall()}
+    def fresh(self, *aggregate_ids: UUID, versions: Versions | None = None) -> list[Any | None]:
+        """The aggregates as the event store has them now (None where one does not exist).
+
+        ``versions``: the store's versions, already read in this request (they must include
+        every id asked for); otherwise they are read here.
+        """
+        if versions is None or not all(versions.knows(i) for i in aggregate_ids):
+            versions = self.store.versions(aggregate_ids)
+        stored = versions.found
         now = self.clock()
         found: list[Any | None] = []
         for aggregate_id in aggregate_ids:

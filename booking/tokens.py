@@ -181,6 +181,18 @@ class TokenStore:
             )
             return bool(curs.rowcount)
 
+    def cached(self, token: str) -> tuple[bool, Scope | None]:
+        """``(True, scope)`` when ``authenticate`` can answer without the database (a malformed
+        token, or one looked up less than CACHE_SECONDS ago); ``(False, None)`` otherwise.
+        Cheap enough for the event loop: the common request skips a worker-thread hop."""
+        if not token.startswith(PREFIX) or len(token) > 200:
+            return True, None
+        with self._lock:
+            hit = self._cache.get(_digest(token))
+        if hit is None or time.monotonic() - hit[0] >= CACHE_SECONDS:
+            return False, None
+        return True, self._scope(hit[1])
+
     def authenticate(self, token: str) -> Scope | None:
         """The scope of a live token, or None for unknown, expired or revoked ones.
 
@@ -208,6 +220,9 @@ class TokenStore:
                     if len(self._cache) > 10_000:
                         self._cache.clear()
                     self._cache[digest] = (now, row)
+        return self._scope(row)
+
+    def _scope(self, row: Any) -> Scope | None:
         if row is None or row["revoked_at"] is not None or row["expires_at"] <= self.clock.now():
             return None
         return Scope(
