@@ -4,7 +4,7 @@ one patient collide on this aggregate's version."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +16,7 @@ from booking.tenancy import TenantScoped
 from booking.topics import pinned
 
 MAX_ACTIVE_HOLDS = 3
+KEEP_ENDED = timedelta(days=1)
 
 
 @pinned("Patient")
@@ -75,11 +76,11 @@ class Patient(PlainCopy, TenantScoped, Aggregate):
 
     @event(HoldTaken)
     def take_hold(self, hold_id: str, day_id: str, expires_at: datetime) -> None:
-        # Holds that ended or expired no longer matter to any decision; keep the state small.
+        # Holds long over no longer matter to any decision; keep the state small. A hold that
+        # ended recently is kept, so using it again is refused as not active (409) rather than
+        # not found, whatever else the patient did meanwhile.
         self.holds = {
-            k: h
-            for k, h in self.holds.items()
-            if h["status"] == "held" and h["expires_at"] > self.modified_on
+            k: h for k, h in self.holds.items() if h["expires_at"] + KEEP_ENDED > self.modified_on
         }
         self.holds[hold_id] = {"day_id": day_id, "expires_at": expires_at, "status": "held"}
 

@@ -22,7 +22,9 @@ def tenant(live_server: LiveServer) -> Tenant:
 
 @pytest.fixture(scope="module")
 def practice(live_server: LiveServer, tenant: Tenant) -> Practice:
-    return setup_practice(live_server, tenant, patients=("pat-a", "pat-b", "pat-c", "pat-d"))
+    return setup_practice(
+        live_server, tenant, patients=("pat-a", "pat-b", "pat-c", "pat-d", "pat-e")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +155,19 @@ def test_booking_from_a_hold_converts_it(
     live_server.clock.advance(seconds=301)
     assert slot["slot_id"] not in offered(live_server, tenant, practice)
     assert_problem(hold(live_server, tenant, "pat-b", slot), 409, "slot-unavailable")
+
+
+def test_a_used_hold_stays_not_active_after_the_patient_holds_again(
+    live_server: LiveServer, tenant: Tenant, slots: list[dict[str, Any]]
+) -> None:
+    """Found by the stateful test: once the patient took another hold, booking from a converted
+    hold answered 404 instead of 409, because taking a hold forgot the ended ones."""
+    first = expect(hold(live_server, tenant, "pat-e", slots[15]), 201)
+    expect(book(live_server, tenant, "pat-e", hold_id=first["hold_id"]), 201)
+    expect(hold(live_server, tenant, "pat-e", slots[16]), 201)
+    assert_problem(
+        book(live_server, tenant, "pat-e", hold_id=first["hold_id"]), 409, "hold-not-active"
+    )
 
 
 def test_one_patient_holds_at_most_three_slots_until_one_expires(
