@@ -312,19 +312,9 @@ def _state_text(state: dict[str, Any]) -> str:
 
 def known_tenants(store: Any) -> list[str]:
     """Every tenant ever registered, read from the event log (audit rows are under RLS)."""
-    tenants: list[str] = []
-    position = 0
-    while True:
-        batch = store.recorder.select_notifications(
-            start=position,
-            limit=1000,
-            topics=["booking:Tenant.Registered"],
-            inclusive_of_start=False,
-        )
-        if not batch:
-            return tenants
-        tenants.extend(store.mapper.to_domain_event(n).tenant_id for n in batch)
-        position = batch[-1].id
+    from booking.replay import log_events
+
+    return [e.tenant_id for _, _, e in log_events(store, topics=["booking:Tenant.Registered"])]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,20 +57,12 @@ def calls_with(store: SchedulingApp, tenant: str, patient_ref: str) -> set[UUID]
     Read from the calls' Started and Described events across the log (their topics are stored in
     the clear, their contents are not); a per-patient index would spare the scan.
     """
-    found: set[UUID] = set()
     topics = [Call.Started.TOPIC, Call.Described.TOPIC]  # type: ignore[attr-defined]
-    position = 0
-    while True:
-        page = store.recorder.select_notifications(
-            start=position, limit=1000, topics=topics, inclusive_of_start=False
-        )
-        for n in page:
-            e: Any = store.mapper.to_domain_event(n)
-            if e.tenant_id == tenant and e.patient_ref == patient_ref:
-                found.add(e.originator_id)
-        if len(page) < 1000:
-            return found
-        position = page[-1].id
+    return {
+        e.originator_id
+        for _, _, e in log_events(store, topics=topics)
+        if e.tenant_id == tenant and e.patient_ref == patient_ref
+    }
 
 
 def call_timeline(

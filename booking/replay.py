@@ -16,7 +16,7 @@ import functools
 import heapq
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -330,13 +330,14 @@ def stream_events(store: SchedulingApp, stream_ids: Iterable[UUID]) -> list[tupl
 
 
 def log_events(
-    store: SchedulingApp, after: int = 0, until: int | None = None
+    store: SchedulingApp, after: int = 0, until: int | None = None, topics: Sequence[str] = ()
 ) -> Iterator[tuple[int, str, Any]]:
-    """The log from position ``after`` (exclusive) to ``until`` (inclusive), a page at a time."""
+    """The log (only ``topics``, when given) from position ``after`` (exclusive) to ``until``
+    (inclusive), decoded, a page at a time."""
     position = after
     while True:
         page = store.recorder.select_notifications(
-            start=position, limit=PAGE, stop=until, inclusive_of_start=False
+            start=position, limit=PAGE, stop=until, topics=topics, inclusive_of_start=False
         )
         for n in page:
             yield n.id, n.topic, store.mapper.to_domain_event(n)

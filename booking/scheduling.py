@@ -206,11 +206,19 @@ class Scheduling:
                         return found
         return found
 
-    def availability(self, scope: Scope, *args: Any) -> list[Slot]:
+    def availability(
+        self,
+        scope: Scope,
+        type_id: str,
+        provider_id: str | None,
+        start_from: datetime,
+        start_to: datetime,
+        limit: int,
+    ) -> list[Slot]:
         return self.ledger.track_read(
             scope,
             "availability",
-            lambda: self._availability(scope, *args),
+            lambda: self._availability(scope, type_id, provider_id, start_from, start_to, limit),
             lambda slots: f"{len(slots)} slots",
         )
 

@@ -26,6 +26,11 @@ import booking.aggregates  # noqa: F401 - registers the stored topics before any
 
 APP_NAME = "Scheduling"
 EVENTS_TABLE = "scheduling_events"
+# where some streams stand: the latest stored version of each (a stream with no event: no row)
+LATEST_VERSIONS = (
+    f"SELECT originator_id, max(originator_version) AS version FROM {EVENTS_TABLE}"
+    " WHERE originator_id = ANY(%s) GROUP BY originator_id"
+)
 
 
 class CheckedRecorder(PostgresApplicationRecorder):
@@ -46,8 +51,7 @@ class CheckedRecorder(PostgresApplicationRecorder):
         if unchanged:
             self._lock_table(curs)
             curs.execute(
-                f"SELECT originator_id, max(originator_version) AS version FROM {EVENTS_TABLE}"
-                " WHERE originator_id = ANY(%s) GROUP BY originator_id",
+                LATEST_VERSIONS,
                 (list(unchanged),),
             )
             now = {row["originator_id"]: row["version"] for row in curs.fetchall()}
@@ -81,8 +85,7 @@ class SchedulingApp(Application):  # type: ignore[type-arg]
         asked = frozenset(stream_ids)
         with self.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
             rows = conn.execute(
-                f"SELECT originator_id, max(originator_version) AS version FROM {EVENTS_TABLE}"
-                " WHERE originator_id = ANY(%s) GROUP BY originator_id",
+                LATEST_VERSIONS,
                 (list(asked),),
                 prepare=True,
             ).fetchall()
