@@ -181,6 +181,23 @@ def test_bad_ranges_and_roles_are_refused(
         assert_problem(
             client.get(url, params={"date_from": "2027-01-02"}, headers=tenant.staff_headers), 422
         )
+        # at most 366 days, both ends included
+        assert_problem(
+            client.get(
+                url,
+                params={"date_from": "2027-01-01", "date_to": "2028-01-02"},
+                headers=tenant.staff_headers,
+            ),
+            422,
+        )
+        expect(
+            client.get(
+                url,
+                params={"date_from": "2027-01-01", "date_to": "2028-01-01"},
+                headers=tenant.staff_headers,
+            ),
+            200,
+        )
         assert_problem(
             client.get(
                 url,

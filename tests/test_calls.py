@@ -494,3 +494,41 @@ def test_a_window_replay_streams_with_a_progress_bar_and_flags_holds_that_expire
     assert all(line["tenant_id"] == tenant.tenant_id for line in lines)
     bar = replay.errors[-1]
     assert "replay [" in bar and "##############################]" in bar
+
+
+def test_a_call_bound_tokens_reads_are_tool_calls_on_its_call_until_it_ends(
+    tenant: Tenant, practice: Practice, client: httpx.Client, replay: Any
+) -> None:
+    start_call(client, tenant, "call-reads", "pat-2")
+    bound = tenant.token("agent", call_id="call-reads")
+    open_slots(client, tenant, practice, days_from=29, days=2, headers=bound)
+    expect(client.get("/v1/agent/patients/pat-2/appointments", headers=bound), 200)
+    _, out = replay("call", "call-reads", "--tenant", tenant.tenant_id, "--json")
+    tools = [line["what"] for line in lines_of(out) if line["what"].startswith("tool ")]
+    assert tools == ["tool availability → 200", "tool patient-appointments → 200"]
+    expect(
+        client.post("/v1/agent/calls/call-reads/end", json={"duration_seconds": 30}, headers=bound),
+        200,
+    )
+    # reading after the call ended is answered and records nothing on the ended call
+    expect(client.get("/v1/agent/patients/pat-2/appointments", headers=bound), 200)
+    _, after = replay("call", "call-reads", "--tenant", tenant.tenant_id, "--json")
+    assert len(lines_of(after)) == len(lines_of(out)) + 1  # the end, nothing else
+
+
+def test_starting_an_implicit_call_cannot_give_it_another_patient(
+    tenant: Tenant, practice: Practice, client: httpx.Client
+) -> None:
+    for_pat_1 = tenant.token("agent", patient_ref="pat-1")
+    # the first thing on this call is an utterance by pat-1's agent: the call is pat-1's
+    say(client, tenant, "call-implicit-1", "Hello, how can I help?", **for_pat_1)
+    assert_problem(
+        client.post(
+            "/v1/agent/calls",
+            json={"call_id": "call-implicit-1", "patient_ref": "pat-2"},
+            headers=tenant.agent_headers,
+        ),
+        409,
+    )
+    started = start_call(client, tenant, "call-implicit-1", "pat-1")
+    assert started["patient_ref"] == "pat-1"
