@@ -105,7 +105,7 @@ def create_app(
             app.state.services = services
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second)
             worker = None
-            if run_projections:
+            if run_projections and settings.run_projections:
                 worker = ProjectionWorker(services.store, PROJECTIONS, runtime.database_url)
                 worker.start()
             app.state.worker = worker

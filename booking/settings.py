@@ -26,6 +26,17 @@ def _int(env: Mapping[str, str], key: str, default: int, minimum: int = 0) -> in
     return value
 
 
+def _flag(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = (env.get(key) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{key} must be true or false, got {env.get(key)!r}")
+
+
 def _cents(env: Mapping[str, str], key: str, default: Decimal) -> Decimal:
     raw = env.get(key)
     if raw is None or raw.strip() == "":
@@ -55,6 +66,8 @@ class Settings:
     rate_limit_per_second: int
     ready_max_lag_seconds: int
     voice_cents_per_minute: Decimal = DEFAULT_VOICE_CENTS_PER_MINUTE
+    # false: this process serves the API only; `booking project` keeps the read models
+    run_projections: bool = True
 
     @property
     def embedded(self) -> bool:
@@ -92,4 +105,5 @@ class Settings:
             voice_cents_per_minute=_cents(
                 env, "BOOKING_VOICE_CENTS_PER_MINUTE", DEFAULT_VOICE_CENTS_PER_MINUTE
             ),
+            run_projections=_flag(env, "BOOKING_RUN_PROJECTIONS", True),
         )

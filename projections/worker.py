@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 POLL_SECONDS = 1.0
+# After a short batch, wait this long (from the batch's start) before reading again: under a
+# steady load a batch then holds the events of several commands instead of one, at a cost of at
+# most this much lag. A full batch (a backlog) is followed at once.
+GATHER_SECONDS = 0.02
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -47,12 +51,14 @@ class ProjectionWorker:
         *,
         batch: int = BATCH,
         poll_seconds: float = POLL_SECONDS,
+        gather_seconds: float = GATHER_SECONDS,
     ) -> None:
         self.store = store
         self.projections = projections
         self.listen_url = listen_url
         self.batch = batch
         self.poll_seconds = poll_seconds
+        self.gather_seconds = gather_seconds
         datastore = store.recorder.datastore  # type: ignore[attr-defined]
         self.datastore = datastore
         self.trackers = {
@@ -66,12 +72,25 @@ class ProjectionWorker:
 
     # -- one step ------------------------------------------------------------------------------
 
-    def position(self, projection: Projection) -> int:
-        return self.trackers[projection.name].max_tracking_id(APP_NAME) or 0
+    def positions(self) -> dict[str, int]:
+        """Every projection's applied position, in one statement."""
+        query = sql.SQL("SELECT {}").format(
+            sql.SQL(", ").join(
+                sql.SQL(
+                    "(SELECT notification_id FROM {} WHERE application_name = %s) AS {}"
+                ).format(sql.Identifier(p.tracking_table), sql.Identifier(p.name))
+                for p in self.projections
+            )
+        )
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, [APP_NAME] * len(self.projections))
+            row = curs.fetchone()
+        assert row is not None  # a SELECT without FROM returns one row
+        return {p.name: int(row[p.name] or 0) for p in self.projections}
 
     def run_once(self) -> int:
         """Apply the next batch of events to every projection; return how many were read."""
-        positions = {p.name: self.position(p) for p in self.projections}
+        positions = self.positions()
         start = min(positions.values())
         notifications = self.store.recorder.select_notifications(
             start=start, limit=self.batch, inclusive_of_start=False
@@ -83,16 +102,14 @@ class ProjectionWorker:
             (n.id, n.topic, mapper.to_domain_event(n) if n.topic in self.topics else None)
             for n in notifications
         ]
-        for projection in self.projections:
-            todo = [d for d in decoded if d[0] > positions[projection.name]]
-            if todo:
-                self._apply(projection, todo)
+        # one transaction for every projection's rows and tracking rows: one commit per batch
+        with self.datastore.transaction(commit=True) as curs:
+            for projection in self.projections:
+                todo = [d for d in decoded if d[0] > positions[projection.name]]
+                if todo:
+                    apply_batch(curs, projection, self.trackers[projection.name], todo)
         self.health.last_applied_at = time.time()
         return len(notifications)
-
-    def _apply(self, projection: Projection, todo: list[tuple[int, str, Any]]) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            apply_batch(curs, projection, self.trackers[projection.name], todo)
 
     def catch_up(self) -> None:
         while self.run_once():
@@ -117,8 +134,12 @@ class ProjectionWorker:
                 with psycopg.connect(self.listen_url, autocommit=True) as listener:
                     listener.execute(f"LISTEN {EVENTS_TABLE}")
                     while not self._stop.is_set():
-                        if self.run_once():
+                        began = time.monotonic()
+                        read = self.run_once()
+                        if read:
                             backoff = 1.0
+                            if read < self.batch:
+                                self._stop.wait(self.gather_seconds - (time.monotonic() - began))
                             continue
                         # caught up: sleep until a NOTIFY or the poll interval, whichever first
                         for _ in listener.notifies(timeout=self.poll_seconds, stop_after=1):

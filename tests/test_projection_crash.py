@@ -60,12 +60,14 @@ CATCH_UP_SECONDS = 3.0
 # -- the app without its worker, and the worker as a process ---------------------------------
 
 
-APP_OPTIONS = {"run_projections": False}  # the worker runs as a process of its own here
+# the worker runs as a process of its own here, as BOOKING_RUN_PROJECTIONS=false has it
+SERVER_SETTINGS = {"run_projections": False}
 
 
 @pytest.fixture(scope="module")
 def server(live_server: LiveServer) -> LiveServer:
-    """The real app over HTTP, with no projection worker in it (see APP_OPTIONS)."""
+    """The real app over HTTP, with no projection worker in it (see SERVER_SETTINGS)."""
+    assert live_server.app.state.worker is None
     return live_server
 
 

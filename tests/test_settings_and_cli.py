@@ -49,6 +49,18 @@ def test_defaults() -> None:
     assert s.ready_max_lag_seconds == 30 and s.home == Path("./.booking").resolve()
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("", True), ("true", True), ("off", False), ("0", False), ("No", False)]
+)
+def test_run_projections_is_a_flag(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"BOOKING_RUN_PROJECTIONS": raw}).run_projections is expected
+
+
+def test_a_bad_flag_names_the_setting() -> None:
+    with pytest.raises(SettingsError, match="BOOKING_RUN_PROJECTIONS must be true or false"):
+        Settings.from_env({"BOOKING_RUN_PROJECTIONS": "sometimes"})
+
+
 def test_embedded_data_of_another_major_is_not_opened(tmp_path: Path) -> None:
     pgdata = tmp_path / "pgdata"
     pgdata.mkdir()
