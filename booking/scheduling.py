@@ -1,10 +1,13 @@
 """Agent-facing scheduling: availability, holds, bookings, reschedules, cancels, confirmations.
 
-Every decision reads aggregates from the event store; nothing that can lag decides.
+Every decision rests on the event store; nothing that can lag decides. A hold or booking may be
+decided first on the versions this process's caches hold, and stands only if its save finds them
+still current (see ``Scheduling._optimistic``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +33,7 @@ from booking.codes import new_code, normalise_code
 from booking.commands import Decision, Executor, IdempotencyKey, Plan
 from booking.days import ProviderDay
 from booking.errors import (
+    BookingError,
     ConfirmationNotFound,
     HoldNotActive,
     NotFound,
@@ -298,22 +302,69 @@ class Scheduling:
 
     # -- deciding on a slot --------------------------------------------------------------------
 
-    def _read_first(self, scope: Scope, patient_ref: str, slot_id: str | None) -> Versions:
-        """Where the streams a hold or booking reads stand in the event store, in one query.
+    def _read_first(
+        self, scope: Scope, patient_ref: str, slot_id: str | None, trust_cache: bool = False
+    ) -> Versions:
+        """Where the streams a hold or booking reads stand, in one query to the event store.
 
         The patient, and for a slot id its type, provider, hours and provider day. The day's id
         needs the provider's time zone: it is taken from the setup cache, and should the fresh
         provider disagree, the day is read on its own (``Versions.knows`` tells).
+
+        ``trust_cache``: when this process's caches hold every one of those streams, their
+        versions are used instead of the query (see ``_optimistic``).
         """
         ids = [Patient.create_id(scope.tenant_id, patient_ref)]
+        setup_ids: list[UUID] = []
         if slot_id is not None:
             ref = self.decode(slot_id)
-            ids += self._slot_streams(scope.tenant_id, ref)
+            setup_ids = self._slot_streams(scope.tenant_id, ref)
             provider = self.setup.get(Provider.create_id(scope.tenant_id, ref.provider_id))
             if provider is not None:
                 date = ref.start.astimezone(zone(provider.timezone)).date().isoformat()
                 ids.append(ProviderDay.create_id(scope.tenant_id, ref.provider_id, date))
-        return self.store.versions(ids)
+        if trust_cache:
+            held = {i: self.store.cached_version(i) for i in ids}
+            held.update({i: self.setup.cached_version(i) for i in setup_ids})
+            if None not in held.values():
+                found = {i: v for i, v in held.items() if v is not None}
+                return Versions(frozenset(found), found, cached=True)
+        return self.store.versions([*ids, *setup_ids])
+
+    def _optimistic(
+        self,
+        read: Callable[[bool], Versions],
+        decide: Callable[[Versions], Plan],
+    ) -> Callable[[], Plan]:
+        """A command whose first decision rests on the versions this process's caches hold.
+
+        Most of the time the caches are what the store holds, and the query for versions is
+        saved. When they are behind (another process wrote), the decision still cannot stand:
+        the streams it writes collide at save time (a version conflict: the executor decides
+        again, from the store), and the streams it only read are checked in the save's
+        transaction (``Plan.unchanged``). A refusal writes nothing to collide, so a refusal on
+        cached versions is decided again at once from the store's.
+        """
+        first = True
+
+        def command() -> Plan:
+            nonlocal first
+            trust, first = first, False
+            versions = read(trust)
+            if versions.cached:
+                try:
+                    plan = decide(versions)
+                except BookingError:
+                    versions = read(False)
+                else:
+                    written = {plan.subject.id, *(a.id for a in plan.save)}
+                    plan.unchanged.update(
+                        {i: v for i, v in versions.found.items() if i not in written}
+                    )
+                    return plan
+            return decide(versions)
+
+        return command
 
     @staticmethod
     def _slot_streams(tenant_id: str, ref: SlotRef) -> list[UUID]:
@@ -414,9 +465,8 @@ class Scheduling:
         ref = self.decode(slot_id)
         call = scope.resolve_call(call_id)
 
-        def command() -> Plan:
+        def decide(versions: Versions) -> Plan:
             now = self.clock.now()
-            versions = self._read_first(scope, patient_ref, slot_id)
             patient = self._patient(scope, patient_ref, versions)
             slot, _, day = self._open_slot(
                 scope.tenant_id, ref, now, patient_ref, versions=versions
@@ -459,6 +509,9 @@ class Scheduling:
                 )
             return Plan(day, 201, "hold", save=save, ref=hold_id)
 
+        command = self._optimistic(
+            lambda trust: self._read_first(scope, patient_ref, slot_id, trust), decide
+        )
         return self.ledger.track(
             scope, call, "hold", idem, lambda: self.executor.run(command, idem)
         )
@@ -514,9 +567,8 @@ class Scheduling:
         if slot_id is not None:
             self.decode(slot_id)
 
-        def command() -> Plan:
+        def decide(versions: Versions) -> Plan:
             now = self.clock.now()
-            versions = self._read_first(scope, patient_ref, slot_id)
             patient = self._patient(scope, patient_ref, versions)
             slot, practice, day, converted = self._target(
                 scope, patient, hold_id, slot_id, now, versions=versions
@@ -564,6 +616,9 @@ class Scheduling:
                 )
             return Plan(appointment, 201, "appointment", save=save)
 
+        command = self._optimistic(
+            lambda trust: self._read_first(scope, patient_ref, slot_id, trust), decide
+        )
         return self.ledger.track(
             scope, call, "book", idem, lambda: self.executor.run(command, idem)
         )

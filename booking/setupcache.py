@@ -72,6 +72,12 @@ class SetupCache:
             found.append(aggregate)
         return found
 
+    def cached_version(self, aggregate_id: UUID) -> int | None:
+        """The version held here, however old; None when nothing is held."""
+        with self._lock:
+            hit = self._entries.get(aggregate_id)
+        return None if hit is None else int(hit[1].version)
+
     def forget(self, aggregate_id: UUID) -> None:
         with self._lock:
             self._entries.pop(aggregate_id, None)

@@ -16,7 +16,11 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresFactory,
+)
 from eventsourcing.utils import get_topic
 from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
@@ -59,15 +63,25 @@ class CheckedRecorder(PostgresApplicationRecorder):
             if moved:
                 # raised before anything is inserted: the transaction commits nothing
                 raise IntegrityError(f"streams read by this decision moved: {', '.join(moved)}")
+            # the table is locked already: what the library does next, less the second lock
+            self._notify_channel(curs)
+            PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
+            return
         super()._insert_stored_events(curs, stored_events, **kwargs)
 
 
 @dataclass(frozen=True)
 class Versions:
-    """The latest stored version of some streams, read from the event store in one query."""
+    """The latest version of some streams: read from the event store in one query, or, when
+    ``cached``, the versions this process's caches hold, which the store may have moved past.
+
+    A decision on cached versions is optimistic: the streams it writes collide at save time if
+    they moved, and the save must check the ones it only read (``Plan.unchanged``).
+    """
 
     asked: frozenset[UUID]
     found: dict[UUID, int]
+    cached: bool = False
 
     def knows(self, stream_id: UUID) -> bool:
         return stream_id in self.asked
@@ -90,6 +104,17 @@ class SchedulingApp(Application):  # type: ignore[type-arg]
                 prepare=True,
             ).fetchall()
         return Versions(asked, {row["originator_id"]: row["version"] for row in rows})
+
+    def cached_version(self, stream_id: UUID) -> int | None:
+        """The version of the aggregate this process's cache holds; None when it holds none."""
+        cache = self.repository.cache
+        if cache is None:
+            return None
+        try:
+            aggregate = cache.get(stream_id)
+        except KeyError:
+            return None
+        return None if aggregate is None else int(aggregate.version)
 
     def get_at(self, stream_id: UUID, version: int) -> Any:
         """The aggregate for a command, known to stand at ``version`` in the event store.
