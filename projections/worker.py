@@ -34,10 +34,14 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 POLL_SECONDS = 1.0
-# After a short batch, wait this long (from the batch's start) before reading again: under a
-# steady load a batch then holds the events of several commands instead of one, at a cost of at
-# most this much lag. A full batch (a backlog) is followed at once.
-GATHER_SECONDS = 0.02
+# After a short batch, let events gather before reading again (counted from the batch's start),
+# in proportion to the rate they came at: at FULL_RATE events a second (~100 bookings, 5 events
+# each) or more, GATHER_SECONDS. Under load a batch then holds the events of many commands, and
+# its fixed cost (round trips, locks, positions, commit: most of the worker's CPU) is shared;
+# at a trickle each event is applied at once (read-your-writes waits on this lag). A full batch
+# (a backlog) is followed at once.
+GATHER_SECONDS = 0.1
+FULL_RATE = 500.0
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -59,6 +63,7 @@ class ProjectionWorker:
         batch: int = BATCH,
         poll_seconds: float = POLL_SECONDS,
         gather_seconds: float = GATHER_SECONDS,
+        full_rate: float = FULL_RATE,
     ) -> None:
         self.store = store
         self.projections = projections
@@ -66,6 +71,7 @@ class ProjectionWorker:
         self.batch = batch
         self.poll_seconds = poll_seconds
         self.gather_seconds = gather_seconds
+        self.full_rate = full_rate
         self.datastore = store.recorder.datastore  # type: ignore[attr-defined]
         self.topics = frozenset().union(*(p.topics for p in projections))
         # the log after a position; the state only of events some projection reads (the
@@ -158,14 +164,20 @@ class ProjectionWorker:
                 self.health.running = True
                 with psycopg.connect(self.listen_url, autocommit=True) as listener:
                     listener.execute(f"LISTEN {EVENTS_TABLE}")
+                    last = time.monotonic()
                     while not self._stop.is_set():
                         began = time.monotonic()
                         read = self.run_once()
                         if read:
                             backoff = 1.0
                             if read < self.batch:
-                                self._stop.wait(self.gather_seconds - (time.monotonic() - began))
+                                wait = gather_window(
+                                    read, began - last, self.gather_seconds, self.full_rate
+                                )
+                                self._stop.wait(wait - (time.monotonic() - began))
+                            last = began
                             continue
+                        last = began
                         # caught up: sleep until a NOTIFY or the poll interval, whichever first
                         for _ in listener.notifies(timeout=self.poll_seconds, stop_after=1):
                             pass
@@ -177,6 +189,16 @@ class ProjectionWorker:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         self.health.running = False
+
+
+def gather_window(
+    read: int, seconds: float, window: float = GATHER_SECONDS, full_rate: float = FULL_RATE
+) -> float:
+    """How long to let events gather after a short batch of ``read`` events that came in
+    ``seconds`` (since the previous read began): ``window`` at ``full_rate`` events a second or
+    more, proportionally less below."""
+    rate = read / max(seconds, 1e-3)
+    return window * min(1.0, rate / full_rate)
 
 
 def lock_key(projection: Projection) -> int:
