@@ -8,7 +8,17 @@ from typing import Any
 
 from psycopg import Cursor
 
-from projections.base import Apply, Projection, Table, insert_rows
+from projections.base import (
+    Apply,
+    Columns,
+    Event,
+    Projection,
+    Table,
+    Writer,
+    insert_rows,
+    insert_tenant_rows,
+    update_tenant_rows,
+)
 
 BOOKED = "booking:Appointment.Booked"
 RESCHEDULED = "booking:Appointment.Rescheduled"
@@ -113,6 +123,95 @@ ROW_COLUMNS = (
 )
 
 
+TYPES: Columns = (
+    ("appointment_id", "uuid"),
+    ("patient_ref", "text"),
+    ("provider_id", "text"),
+    ("type_id", "text"),
+    ("start_at", "timestamptz"),
+    ("end_at", "timestamptz"),
+    ("timezone", "text"),
+    ("status", "text"),
+    ("confirmation_code", "text"),
+    ("call_id", "text"),
+    ("booked_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+    ("version", "integer"),
+    ("position", "bigint"),
+)
+KIND = dict(TYPES)
+
+
+def _changes(topic: str, e: Any, position: int) -> dict[str, Any] | None:
+    """The columns a change event sets, as its handler sets them; None for other topics."""
+    if topic == RESCHEDULED:
+        changes = {
+            "provider_id": e.provider_id,
+            "start_at": e.start,
+            "end_at": e.end,
+            "timezone": e.timezone,
+        }
+    elif topic in STATUS_EVENTS:
+        changes = {"status": STATUS_EVENTS[topic]}
+    else:
+        return None
+    changes.update(updated_at=e.timestamp, version=e.originator_version, position=position)
+    return changes
+
+
+def _writer(table: str) -> Writer:
+    """A batch of one tenant's events in one INSERT (the appointments booked in it, with their
+    later changes in the batch folded in) and one UPDATE per set of changed columns (the
+    appointments booked before it, each with its changes folded in log order). As with the
+    handlers, a change to an appointment that has no row changes nothing."""
+
+    def write(curs: Cursor[Any], tenant: str, events: list[Event]) -> None:
+        new: dict[Any, dict[str, Any]] = {}
+        changed: dict[Any, dict[str, Any]] = {}
+        for position, topic, e in events:
+            if topic == BOOKED:
+                # changes before it found no row (or the INSERT fails, as the handler's would)
+                changed.pop(e.originator_id, None)
+                new[e.originator_id] = {
+                    "appointment_id": e.originator_id,
+                    "patient_ref": e.patient_ref,
+                    "provider_id": e.provider_id,
+                    "type_id": e.type_id,
+                    "start_at": e.start,
+                    "end_at": e.end,
+                    "timezone": e.timezone,
+                    "status": "booked",
+                    "confirmation_code": e.confirmation_code,
+                    "call_id": e.call_id,
+                    "booked_at": e.timestamp,
+                    "updated_at": e.timestamp,
+                    "version": e.originator_version,
+                    "position": position,
+                }
+                continue
+            changes = _changes(topic, e, position)
+            if changes is None:
+                continue
+            row = new.get(e.originator_id)
+            if row is not None:
+                row.update(changes)
+            else:
+                changed.setdefault(e.originator_id, {}).update(changes)
+        insert_tenant_rows(
+            curs, table, tenant, TYPES, [tuple(r[c] for c, _ in TYPES) for r in new.values()]
+        )
+        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for appointment_id, changes in changed.items():
+            columns = tuple(sorted(changes))
+            by_columns.setdefault(columns, []).append(
+                (appointment_id, *(changes[c] for c in columns))
+            )
+        for columns, rows in by_columns.items():
+            update_tenant_rows(curs, table, TYPES[0], tuple((c, KIND[c]) for c in columns), rows)
+
+    return write
+
+
 class AppointmentsBulk:
     """A rebuild's fast path: each appointment's final row folded in memory, inserted at the end.
     Mirrors the handlers above: a change to an appointment never seen booked is ignored."""
@@ -181,6 +280,7 @@ PORTAL = Projection(
     ),
     make_handlers=lambda names: _handlers(names("portal_appointments")),
     make_bulk=lambda names: AppointmentsBulk(names("portal_appointments")),
+    make_writer=lambda names: _writer(names("portal_appointments")),
 )
 
 BOARD = Projection(
@@ -198,6 +298,7 @@ BOARD = Projection(
     ),
     make_handlers=lambda names: _handlers(names("board_appointments")),
     make_bulk=lambda names: AppointmentsBulk(names("board_appointments")),
+    make_writer=lambda names: _writer(names("board_appointments")),
 )
 
 

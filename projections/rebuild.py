@@ -23,7 +23,7 @@ from psycopg.rows import dict_row
 from booking.store import APP_NAME, EVENTS_TABLE, SchedulingApp
 from projections.base import Projection
 from projections.schema import create_tables, index_name
-from projections.worker import apply_batch, lock
+from projections.worker import apply_events, lock
 
 Progress = Callable[[int, int, float], None]
 # larger than the live worker's batches: a rebuild has the whole log to go through
@@ -124,13 +124,12 @@ class Rebuilder:
                 if not batch:
                     break
                 decoded = self._decode(batch)
-                with conn.transaction():
+                with conn.transaction(), conn.pipeline():
                     if bulk is None:
-                        apply_batch(conn.cursor(), fresh, tracker, decoded)
+                        apply_events(conn.cursor(), (fresh,), decoded, position)
                     else:
                         bulk.feed(decoded)
-                        with conn.pipeline():
-                            bulk.flush(conn.cursor())
+                        bulk.flush(conn.cursor())
                 position = batch[-1].id
                 done += len(batch)
                 if progress:
@@ -158,7 +157,8 @@ class Rebuilder:
                     )
                     if not batch:
                         break
-                    apply_batch(curs, fresh, tracker, self._decode(batch))
+                    with conn.pipeline():
+                        apply_events(curs, (fresh,), self._decode(batch), position)
                     position = batch[-1].id
                     done += len(batch)
                 if end > position:  # events of other topics move the view's position too

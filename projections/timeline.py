@@ -11,7 +11,17 @@ from typing import Any
 from psycopg import Cursor
 
 from projections.appointments import BOOKED, RESCHEDULED, STATUS_EVENTS
-from projections.base import Apply, Names, Projection, Table, insert_rows
+from projections.base import (
+    Apply,
+    Columns,
+    Event,
+    Names,
+    Projection,
+    Table,
+    Writer,
+    insert_rows,
+    insert_tenant_rows,
+)
 
 PATIENT_REGISTERED = "booking:Patient.Registered"
 HOLD_TAKEN = "booking:Patient.HoldTaken"
@@ -29,6 +39,16 @@ COLUMNS = """
 """
 ENTRY = ("tenant_id", "position", "patient_ref", "at", "kind", "appointment_id", "details")
 PATIENT = ("tenant_id", "patient_id", "patient_ref")
+ENTRY_TYPES: Columns = (
+    ("position", "bigint"),
+    ("patient_ref", "text"),
+    ("at", "timestamptz"),
+    ("kind", "text"),
+    ("appointment_id", "uuid"),
+    ("details", "jsonb"),
+)
+PATIENT_TYPES: Columns = (("patient_id", "uuid"), ("patient_ref", "text"))
+KNOWN_MAX = 200_000
 
 
 def _json(details: dict[str, Any]) -> str:
@@ -99,6 +119,14 @@ def _owner(topic: str, e: Any) -> tuple[Any, str] | None:
     return None
 
 
+def _lookup(table: str, patients: str) -> str:
+    """Which patient an id (a patient's or an appointment's) belongs to, from the rows."""
+    return (
+        f"SELECT patient_ref FROM {patients} WHERE patient_id = %s"
+        f" UNION ALL SELECT patient_ref FROM {table} WHERE appointment_id = %s LIMIT 1"
+    )
+
+
 def _handlers(names: Names) -> dict[str, Apply]:
     table, patients = names("patient_timeline"), names("timeline_patients")
     # which patient an id belongs to never changes: remembering it spares most reads, which
@@ -108,7 +136,7 @@ def _handlers(names: Names) -> dict[str, Apply]:
     def apply(curs: Cursor[Any], topic: str, e: Any, position: int) -> None:
         owner = _owner(topic, e)
         if owner is not None:
-            if len(known) > 200_000:
+            if len(known) > KNOWN_MAX:
                 known.clear()
             known[owner[0]] = owner[1]
             if topic == PATIENT_REGISTERED:
@@ -121,11 +149,7 @@ def _handlers(names: Names) -> dict[str, Apply]:
         def patient_of(key: Any) -> str | None:
             if key in known:
                 return known[key]
-            curs.execute(
-                f"SELECT patient_ref FROM {patients} WHERE patient_id = %s"
-                f" UNION ALL SELECT patient_ref FROM {table} WHERE appointment_id = %s LIMIT 1",
-                (key, key),
-            )
+            curs.execute(_lookup(table, patients), (key, key))
             row = curs.fetchone()
             return None if row is None else str(row["patient_ref"])
 
@@ -140,6 +164,47 @@ def _handlers(names: Names) -> dict[str, Apply]:
         return lambda curs, e, position: apply(curs, topic, e, position)
 
     return {topic: bind(topic) for topic in TOPICS}
+
+
+def _writer(names: Names) -> Writer:
+    """A batch of one tenant's events in one INSERT per table. Rows are made in log order as the
+    handlers make them; an id whose patient no event in or before the batch named is looked up
+    in the rows (after a restart): every row of the batch that could name it is made from an
+    event that also put it in ``known``, so the rows not yet written would not change the
+    answer."""
+    table, patients = names("patient_timeline"), names("timeline_patients")
+    known: dict[Any, str] = {}
+    lookup = _lookup(table, patients)
+
+    def write(curs: Cursor[Any], tenant: str, events: list[Event]) -> None:
+        if len(known) > KNOWN_MAX:  # between batches only: the batch's own ids must stay known
+            known.clear()
+
+        def patient_of(key: Any) -> str | None:
+            found = known.get(key)
+            if found is None:
+                curs.execute(lookup, (key, key))
+                row = curs.fetchone()
+                if row is None:
+                    return None
+                found = known[key] = str(row["patient_ref"])  # never changes once known
+            return found
+
+        rows: list[tuple[Any, ...]] = []
+        patient_rows: list[tuple[Any, ...]] = []
+        for position, topic, e in events:
+            owner = _owner(topic, e)
+            if owner is not None:
+                known[owner[0]] = owner[1]
+                if topic == PATIENT_REGISTERED:
+                    patient_rows.append((e.originator_id, e.patient_ref))
+            row = entry(topic, e, position, patient_of)
+            if row is not None:
+                rows.append(row[1:])
+        insert_tenant_rows(curs, patients, tenant, PATIENT_TYPES, patient_rows)
+        insert_tenant_rows(curs, table, tenant, ENTRY_TYPES, rows)
+
+    return write
 
 
 class TimelineBulk:
@@ -189,6 +254,7 @@ TIMELINE = Projection(
     ),
     make_handlers=_handlers,
     make_bulk=TimelineBulk,
+    make_writer=_writer,
 )
 
 
