@@ -16,6 +16,7 @@ import base64
 import hashlib
 import http.client
 import itertools
+import multiprocessing
 import os
 import secrets
 import shutil
@@ -73,21 +74,26 @@ class Result:
         return self.ops / self.seconds
 
 
-def measure(name: str, ops: list[Op], warmup: float, seconds: float) -> Result:
-    """Loop every op in its own thread; count the successes that end inside the window."""
+def measure(
+    name: str, ops: list[Op], warmup: float, seconds: float, begin: float | None = None
+) -> Result:
+    """Loop every op in its own thread; count the successes that end inside the window.
+
+    ``begin``: when the loops start (``time.time()``), so that several processes share a window.
+    """
     result, lock = Result(name, seconds), threading.Lock()
-    begin = time.perf_counter() + 0.2
+    begin = time.time() + 0.2 if begin is None else begin
     start, end = begin + warmup, begin + warmup + seconds
 
     def loop(op: Op) -> None:
         ok, done, failed = 0, 0, Counter[str]()
-        time.sleep(max(0.0, begin - time.perf_counter()))
-        while time.perf_counter() < end:
+        time.sleep(max(0.0, begin - time.time()))
+        while time.time() < end:
             try:
                 label = op()
             except Exception as exc:  # a failure is a result, not a crash
                 label = f"{type(exc).__name__}: {str(exc)[:80]}"
-            now, done = time.perf_counter(), done + 1
+            now, done = time.time(), done + 1
             if label is not None:
                 failed[label] += 1
             elif start <= now < end:
@@ -119,15 +125,16 @@ def xact_count(admin_url: str) -> int:
 def phase(
     name: str,
     label: str,
-    build: Callable[[ExitStack], list[Op]],
+    build: Callable[[ExitStack], list[Op] | Callable[[], Result]],
     admin_url: str,
     args: argparse.Namespace,
 ) -> Result:
-    """Build a phase's clients, measure them, close them; count the transactions it cost."""
+    """Build a phase's clients (ops for threads here, or a runner of its own), measure them,
+    close them; count the transactions it cost."""
     with ExitStack() as stack:
-        ops = build(stack)
+        built = build(stack)
         before = xact_count(admin_url)
-        result = measure(name, ops, args.warmup, args.seconds)
+        result = built() if callable(built) else measure(name, built, args.warmup, args.seconds)
     time.sleep(0.5)  # a backend flushes its statistics when it exits
     result.name, result.key = label, name
     result.xacts = xact_count(admin_url) - before
@@ -360,6 +367,58 @@ def save_ops(stack: ExitStack, runtime_url: str, key: str, clients: int) -> list
     return [chain(i) for i in range(clients)]
 
 
+def _save_child(
+    runtime_url: str,
+    key: str,
+    threads: int,
+    warmup: float,
+    seconds: float,
+    begin: float,
+    results: Any,
+) -> None:
+    """One process of the multi-process bare save: its own store and ``threads`` clients."""
+    with ExitStack() as stack:
+        ops = save_ops(stack, runtime_url, key, threads)
+        r = measure(f"save/{os.getpid()}", ops, warmup, seconds, begin)
+    results.put((r.ops, r.all_ops, dict(r.failures)))
+
+
+def save_processes(
+    runtime_url: str, key: str, args: argparse.Namespace, processes: int
+) -> Callable[[ExitStack], Callable[[], Result]]:
+    """The bare save from ``processes`` processes sharing the 16 clients: as many interpreters
+    (and GILs) as the HTTP phase's uvicorn workers, for a like-for-like comparison."""
+
+    def run() -> Result:
+        context = multiprocessing.get_context("spawn")
+        results = context.Queue()
+        begin = time.time() + 3.0  # time for the children to start and connect
+        shares = [
+            args.clients // processes + (i < args.clients % processes) for i in range(processes)
+        ]
+        children = [
+            context.Process(
+                target=_save_child,
+                args=(runtime_url, key, n, args.warmup, args.seconds, begin, results),
+            )
+            for n in shares
+        ]
+        for child in children:
+            child.start()
+        result = Result("save", args.seconds)
+        for _ in children:
+            ops, all_ops, failures = results.get(timeout=args.warmup + args.seconds + 120)
+            result.ops, result.all_ops = result.ops + ops, result.all_ops + all_ops
+            result.failures.update(failures)
+        for child in children:
+            child.join()
+        bad = f"; NOT OK: {dict(result.failures)}" if result.failures else ""
+        print(f"[save x{processes}] end: {result.ops} ok = {result.rate:.1f}/s{bad}", flush=True)
+        return result
+
+    return lambda stack: run
+
+
 def insert_ops(stack: ExitStack, runtime_url: str, admin_url: str, clients: int) -> list[Op]:
     role = conninfo_to_dict(runtime_url)["user"]
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -400,7 +459,7 @@ def database(stack: ExitStack, args: argparse.Namespace) -> tuple[str, str]:
     return embedded.ensure_roles_and_database(server)
 
 
-def report(results: list[Result]) -> None:
+def report(results: list[Result], workers: int) -> None:
     print(f"\n{'phase':<32}{'ops':>8}{'seconds':>9}{'ops/s':>10}{'tx/op':>7}")
     for r in results:
         print(
@@ -410,6 +469,7 @@ def report(results: list[Result]) -> None:
     rates = {r.key: max(r.rate, 1e-9) for r in results}
     pairs = [
         ("http", "save", "HTTP / bare-save", "   (target >= 0.70)"),
+        ("http", "save-procs", f"HTTP / bare-save x{workers}", ""),
         ("save", "insert", "bare-save / insert", ""),
         ("http", "insert", "HTTP / insert", ""),
     ]
@@ -439,7 +499,8 @@ def main() -> None:
     p.add_argument(
         "--phases",
         default="http,save,insert",
-        help="comma-separated phases to run (ratios need all three)",
+        help="comma-separated phases to run: http, save, insert, and save-procs (the bare save"
+        " from as many processes as --workers; only its ratio to HTTP is printed)",
     )
     p.add_argument("--database-url", default=os.environ.get("BOOKING_DATABASE_URL"))
     p.add_argument("--admin-database-url", default=os.environ.get("BOOKING_ADMIN_DATABASE_URL"))
@@ -483,6 +544,10 @@ def main() -> None:
                 "bare app.save (5 aggregates)",
                 lambda s: save_ops(s, runtime_url, key, args.clients),
             ),
+            "save-procs": (
+                f"bare app.save, {args.workers} processes",
+                save_processes(runtime_url, key, args, args.workers),
+            ),
             "insert": (
                 "plain INSERT + COMMIT",
                 lambda s: insert_ops(s, runtime_url, admin_url, args.clients),
@@ -492,7 +557,7 @@ def main() -> None:
         unknown = sorted(set(wanted) - set(builders))
         if unknown:
             raise SystemExit(f"unknown phase(s) {', '.join(unknown)}; choose from {list(builders)}")
-        report([phase(name, *builders[name], admin_url, args) for name in wanted])
+        report([phase(name, *builders[name], admin_url, args) for name in wanted], args.workers)
 
 
 if __name__ == "__main__":
