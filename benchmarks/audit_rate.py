@@ -76,6 +76,18 @@ def server_cpu(pgdata: Path) -> float:
     return total / TICKS
 
 
+def count_transactions(log: Any) -> list[int]:
+    """Count the connections the log checks out of its pool: one per batch it writes."""
+    counter, checkout = [0], log.datastore.get_connection
+
+    def counted() -> Any:
+        counter[0] += 1
+        return checkout()
+
+    log.datastore.get_connection = counted
+    return counter
+
+
 def entry(tenant: str) -> dict[str, Any]:
     return {
         "tenant_id": tenant,
@@ -150,34 +162,45 @@ def main() -> None:
         stack.callback(server.stop)
         runtime_url, admin_url = embedded.ensure_roles_and_database(server)
         prepare_database(admin_url, runtime_url, key)
-        logs, tenants = {}, {}
+        logs, tenants, batches = {}, {}, {}
         for name, module in variants.items():
             store = open_store(runtime_url, key)
             stack.callback(store.close)
             logs[name], tenants[name] = module.AuditLog(store), f"bench-{uuid4().hex[:8]}"
-        totals = {name: [0, 0.0, 0.0, 0.0] for name in variants}  # appends, wall, own, server
+            batches[name] = count_transactions(logs[name])
+        # appends, wall, own CPU, server CPU, batches
+        totals = {name: [0, 0.0, 0.0, 0.0, 0] for name in variants}
         print(f"{args.clients} clients, mode {args.mode}, {args.rounds} rounds x {args.seconds}s")
         for round_ in range(args.rounds + 1):  # round 0 warms up
             for name in variants:
                 own, pg, wall = time.process_time(), server_cpu(home / "pgdata"), time.time()
+                writes = batches[name][0]
                 if args.mode == "hook":
                     n = run_hook(logs[name], tenants[name], args.clients, args.seconds)
                 else:
                     n = run_threads(logs[name].append, tenants[name], args.clients, args.seconds)
                 wall, own = time.time() - wall, time.process_time() - own
                 pg = server_cpu(home / "pgdata") - pg
+                writes = batches[name][0] - writes
                 print(
                     f"  round {round_} {name:<16} {n / wall:8.0f}/s"
-                    f"  python {own / n * 1e3:6.3f} ms/append  postgres {pg / n * 1e3:6.3f} ms/append",
+                    f"  python {own / n * 1e3:6.3f} ms/append  postgres {pg / n * 1e3:6.3f} ms/append"
+                    f"  {n / writes:5.1f} appends/batch",
                     flush=True,
                 )
                 if round_:
-                    for i, v in enumerate((n, wall, own, pg)):
+                    for i, v in enumerate((n, wall, own, pg, writes)):
                         totals[name][i] += v
-        print(f"\n{'variant':<20}{'appends/s':>10}{'py ms/append':>14}{'pg ms/append':>14}")
-        for name, (n, wall, own, pg) in totals.items():
-            print(f"{name:<20}{n / wall:>10.0f}{own / n * 1e3:>14.3f}{pg / n * 1e3:>14.3f}")
-        (b, bw, bo, bp), (c, cw, co, cp) = totals.values()
+        print(
+            f"\n{'variant':<20}{'appends/s':>10}{'py ms/append':>14}{'pg ms/append':>14}"
+            f"{'per batch':>11}"
+        )
+        for name, (n, wall, own, pg, writes) in totals.items():
+            print(
+                f"{name:<20}{n / wall:>10.0f}{own / n * 1e3:>14.3f}{pg / n * 1e3:>14.3f}"
+                f"{n / writes:>11.1f}"
+            )
+        (b, bw, bo, bp, _), (c, cw, co, cp, _) = totals.values()
         print(
             f"working tree / base: rate {c / cw / (b / bw):.2f}x,"
             f" python CPU per append {co / c / (bo / b):.2f}x,"
