@@ -8,6 +8,8 @@ that point, and ``verify`` names it. Entries are under row-level security like e
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import threading
@@ -57,6 +59,51 @@ FIELDS = (
 )
 
 
+def _entry(
+    tenant_id: str,
+    at: datetime,
+    principal: str,
+    role: str,
+    action: str,
+    patient_ref: str | None,
+    status: int,
+    request_id: UUID,
+) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant_id,
+        "at": at,
+        "principal": principal,
+        "role": role,
+        "action": action,
+        "patient_ref": patient_ref,
+        "outcome": outcome_of(status),
+        "status": status,
+        "request_id": request_id,
+    }
+
+
+def _wake(items: list[_Pending]) -> None:
+    """On the event loop: let every coroutine of that batch go on."""
+    for item in items:
+        if item.waiter is not None and not item.waiter.done():  # a cancelled caller: done
+            item.waiter.set_result(None)
+
+
+def _settle(batch: list[_Pending], error: BaseException | None) -> None:
+    """Tell every caller of a batch how it ended."""
+    woken: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+    for item in batch:
+        item.error = error
+        if item.loop is None:
+            item.done.set()
+        else:
+            woken.setdefault(item.loop, []).append(item)
+    for loop, items in woken.items():
+        # one wake-up per loop and batch; a closed loop has nobody waiting any more
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_wake, items)
+
+
 def outcome_of(status: int) -> str:
     if status < 400:
         return "success"
@@ -82,9 +129,13 @@ def entry_hash(prev_hash: bytes, entry: dict[str, Any]) -> bytes:
     return hashlib.sha256(prev_hash + canonical.encode()).digest()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
+    """One entry waiting for its batch; ``loop`` set: a coroutine awaits ``waiter``."""
+
     entry: dict[str, Any]
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future[None] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -99,12 +150,15 @@ class Problem:
         return f"tenant {self.tenant_id}: entry {self.seq} {self.what}"
 
 
+WRITER_IDLE_SECONDS = 5.0  # the writer thread ends after this long without work
+
+
 class AuditLog:
     def __init__(self, store: SchedulingApp) -> None:
         self.datastore = store.recorder.datastore  # type: ignore[attr-defined]
         self._queue: list[_Pending] = []
-        self._changed = threading.Condition()  # guards _queue and _writing
-        self._writing = False
+        self._changed = threading.Condition()  # guards _queue and _writer
+        self._writer: threading.Thread | None = None
 
     def append(
         self,
@@ -120,43 +174,75 @@ class AuditLog:
     ) -> None:
         """Add one entry, chained to its tenant's last one; returns once it is committed.
 
-        Concurrent calls are committed together (group commit): one caller writes every entry
-        waiting at that moment in one transaction, so a busy clinic pays one commit per batch
-        instead of one per request. A failure is raised in every caller of that batch.
+        Concurrent calls are committed together (group commit): one writer thread writes every
+        entry waiting at that moment in one transaction, so a busy clinic pays one commit per
+        batch instead of one per request. A failure is raised in every caller of that batch.
         """
         pending = _Pending(
-            {
-                "tenant_id": tenant_id,
-                "at": at,
-                "principal": principal,
-                "role": role,
-                "action": action,
-                "patient_ref": patient_ref,
-                "outcome": outcome_of(status),
-                "status": status,
-                "request_id": request_id,
-            }
+            _entry(tenant_id, at, principal, role, action, patient_ref, status, request_id)
         )
-        with self._changed:
-            self._queue.append(pending)
-            while not pending.done.is_set():
-                if self._writing:
-                    # woken when that batch is committed: ours was in it, or we write next
-                    self._changed.wait()
-                    continue
-                # nobody is writing: write everything queued so far, our own entry included
-                batch, self._queue, self._writing = self._queue, [], True
-                self._changed.release()
-                try:
-                    self._write(batch)
-                finally:
-                    self._changed.acquire()
-                    self._writing = False
-                    self._changed.notify_all()
+        self._submit(pending)
+        pending.done.wait()
         if pending.error is not None:
             raise pending.error
 
-    def _write(self, batch: list[_Pending]) -> None:
+    async def append_async(
+        self,
+        *,
+        tenant_id: str,
+        at: datetime,
+        principal: str,
+        role: str,
+        action: str,
+        patient_ref: str | None,
+        status: int,
+        request_id: UUID,
+    ) -> None:
+        """``append`` for a coroutine: the event loop waits without blocking and no thread waits
+        for it; the writer thread wakes the loop once per batch."""
+        loop = asyncio.get_running_loop()
+        pending = _Pending(
+            _entry(tenant_id, at, principal, role, action, patient_ref, status, request_id),
+            loop,
+            loop.create_future(),
+        )
+        self._submit(pending)
+        await pending.waiter  # type: ignore[misc]
+        if pending.error is not None:
+            raise pending.error
+
+    def _submit(self, pending: _Pending) -> None:
+        with self._changed:
+            self._queue.append(pending)
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._writer.start()
+            else:
+                self._changed.notify()
+
+    def _run(self) -> None:
+        """The writer thread: write whatever is queued, one batch at a time, until idle."""
+        batch: list[_Pending] = []
+        try:
+            while True:
+                with self._changed:
+                    while not self._queue:
+                        if not self._changed.wait(WRITER_IDLE_SECONDS) and not self._queue:
+                            self._writer = None  # the next entry starts another writer
+                            return
+                    batch, self._queue = self._queue, []
+                _settle(batch, self._write(batch))
+                batch = []
+        except BaseException as exc:
+            # never reached in practice (_write returns its errors); if it is, no caller may
+            # wait forever: fail this batch and what is queued, and let the next entry start
+            # another writer
+            with self._changed:
+                batch, self._queue, self._writer = batch + self._queue, [], None
+            _settle(batch, exc)
+            raise
+
+    def _write(self, batch: list[_Pending]) -> Exception | None:
         try:
             with self.datastore.transaction(commit=True) as curs:
                 for tenant_id in sorted({p.entry["tenant_id"] for p in batch}):
@@ -185,10 +271,8 @@ class AuditLog:
                         )
                         prev = digest
         except Exception as exc:
-            for item in batch:
-                item.error = exc
-        for item in batch:
-            item.done.set()
+            return exc
+        return None
 
     def entries(
         self,
