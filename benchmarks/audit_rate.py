@@ -1,5 +1,5 @@
-"""AuditLog.append side by side: the version at a git ref (``--base``, default main) against the
-working tree's, on one embedded PostgreSQL, alternating rounds so both see the same noise.
+"""AuditLog.append side by side: the version at a git ref (``--base``, default main; several
+refs: ``--base main,HEAD~1``) against the working tree's, on one embedded PostgreSQL, alternating rounds so both see the same noise.
 
 Each round runs ``--clients`` concurrent callers on one tenant's chain for ``--seconds``, in the
 mode the API uses (``hook``: coroutines on one event loop awaiting the entry, the way
@@ -44,16 +44,20 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def module_at(ref: str) -> types.ModuleType:
-    """booking/audit.py as it stands at ``ref``, loaded as a module of its own."""
-    source = subprocess.run(
-        ["git", "show", f"{ref}:booking/audit.py"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    module = types.ModuleType(f"audit_at_{ref}")
-    module.__file__ = f"{ref}:booking/audit.py"
+    """booking/audit.py as it stands at ``ref`` (or the file at that path), as a module."""
+    if Path(ref).is_file():
+        source, where = Path(ref).read_text(), ref
+    else:
+        source = subprocess.run(
+            ["git", "show", f"{ref}:booking/audit.py"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        where = f"{ref}:booking/audit.py"
+    module = types.ModuleType(f"audit_at_{len(sys.modules)}")
+    module.__file__ = where
     sys.modules[module.__name__] = module  # dataclasses look their module up
     exec(compile(source, module.__file__, "exec"), module.__dict__)
     return module
@@ -145,7 +149,11 @@ def run_hook(log: Any, tenant: str, clients: int, seconds: float) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--base", default="main", help="git ref of the baseline booking/audit.py")
+    p.add_argument(
+        "--base",
+        default="main",
+        help="git ref(s) of booking/audit.py to compare, comma-separated; the first is the baseline",
+    )
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--seconds", type=float, default=5.0, help="per variant per round")
     p.add_argument("--rounds", type=int, default=3)
@@ -154,7 +162,8 @@ def main() -> None:
     key = base64.b64encode(os.urandom(32)).decode()
     from booking import audit as current
 
-    variants = {f"base ({args.base})": module_at(args.base), "working tree": current}
+    refs = [ref.strip() for ref in args.base.split(",") if ref.strip()]
+    variants = {ref: module_at(ref) for ref in refs} | {"working tree": current}
     with ExitStack() as stack:
         home = Path(tempfile.mkdtemp(prefix="audit-bench-"))
         stack.callback(shutil.rmtree, home, ignore_errors=True)
@@ -200,12 +209,13 @@ def main() -> None:
                 f"{name:<20}{n / wall:>10.0f}{own / n * 1e3:>14.3f}{pg / n * 1e3:>14.3f}"
                 f"{n / writes:>11.1f}"
             )
-        (b, bw, bo, bp, _), (c, cw, co, cp, _) = totals.values()
-        print(
-            f"working tree / base: rate {c / cw / (b / bw):.2f}x,"
-            f" python CPU per append {co / c / (bo / b):.2f}x,"
-            f" postgres CPU per append {cp / c / (bp / b):.2f}x"
-        )
+        (b, bw, bo, bp, _) = totals[refs[0]]
+        for name, (c, cw, co, cp, _) in list(totals.items())[1:]:
+            print(
+                f"{name} / {refs[0]}: rate {c / cw / (b / bw):.2f}x,"
+                f" python CPU per append {co / c / (bo / b):.2f}x,"
+                f" postgres CPU per append {cp / c / (bp / b):.2f}x"
+            )
         for name, log in logs.items():
             checked, problems = log.verify([tenants[name]])
             print(f"verify {name}: {checked} entries, problems: {problems or 'none'}")
