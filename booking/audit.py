@@ -150,6 +150,19 @@ class Problem:
         return f"tenant {self.tenant_id}: entry {self.seq} {self.what}"
 
 
+# set the tenant for row-level security and wait for that chain: other processes append to it
+LOCK_CHAIN = (
+    "SELECT set_config('app.tenant_id', %(tenant)s, true),"
+    " pg_advisory_xact_lock(hashtext('audit:' || %(tenant)s))"
+)
+# A statement of its own, after the lock: under READ COMMITTED each statement reads the data
+# committed when it starts, so in the lock's statement it could miss the previous holder's rows.
+CHAIN_HEAD = "SELECT seq, hash FROM audit_log WHERE tenant_id = %s ORDER BY seq DESC LIMIT 1"
+SET_TENANT = "SELECT set_config('app.tenant_id', %s, true)"
+INSERT_ENTRY = (
+    "INSERT INTO audit_log (tenant_id, seq, at, principal, role, action, patient_ref, outcome,"
+    " status, request_id, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
 WRITER_IDLE_SECONDS = 5.0  # the writer thread ends after this long without work
 
 
@@ -243,33 +256,45 @@ class AuditLog:
             raise
 
     def _write(self, batch: list[_Pending]) -> Exception | None:
+        """Write the batch in one transaction and two round trips.
+
+        The connection is in pipeline mode and the statements run in its implicit transaction,
+        which PostgreSQL commits at the Sync that leaving the pipeline sends (and rolls back
+        there if any statement failed): round trip one locks each tenant's chain and reads its
+        head; round trip two inserts the entries and commits. Nothing in between may send a
+        Sync (``executemany``, ``conn.transaction()``, a nested ``pipeline()`` do): it would
+        commit early and let go of the lock. BEGIN and COMMIT statements would make that safe
+        but cost two more statements per batch; tests/test_audit_race.py breaks if it happens.
+        """
+        chains: dict[str, list[dict[str, Any]]] = {}
+        for item in batch:
+            chains.setdefault(item.entry["tenant_id"], []).append(item.entry)
+        tenants = sorted(chains)  # every process locks chains in the same order: no deadlock
         try:
-            with self.datastore.transaction(commit=True) as curs:
-                for tenant_id in sorted({p.entry["tenant_id"] for p in batch}):
-                    curs.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant_id,))
-                    # other processes append to the same chains: serialise per tenant
-                    curs.execute(
-                        "SELECT pg_advisory_xact_lock(hashtext('audit:' || %s))", (tenant_id,)
-                    )
-                    curs.execute(
-                        "SELECT seq, hash FROM audit_log WHERE tenant_id = %s"
-                        " ORDER BY seq DESC LIMIT 1",
-                        (tenant_id,),
-                    )
-                    last = curs.fetchone()
+            with self.datastore.get_connection() as conn, conn.pipeline():
+                writes = conn.cursor()
+                heads = []
+                for tenant_id in tenants:
+                    writes.execute(LOCK_CHAIN, {"tenant": tenant_id}, prepare=True)
+                    heads.append(conn.execute(CHAIN_HEAD, (tenant_id,), prepare=True))
+                # the first fetch sends them all (a flush, not a Sync) and waits for the heads
+                rows = [cursor.fetchone() for cursor in heads]
+                current = tenants[-1]  # the tenant set last, for row-level security
+                for tenant_id, last in reversed(list(zip(tenants, rows, strict=True))):
+                    if tenant_id != current:
+                        writes.execute(SET_TENANT, (tenant_id,), prepare=True)
+                        current = tenant_id
                     seq = last["seq"] if last else 0
                     prev = bytes(last["hash"]) if last else GENESIS
-                    for item in (p for p in batch if p.entry["tenant_id"] == tenant_id):
+                    for entry in chains[tenant_id]:
                         seq += 1
-                        entry = {**item.entry, "seq": seq}
+                        entry["seq"] = seq
                         digest = entry_hash(prev, entry)
-                        curs.execute(
-                            "INSERT INTO audit_log (tenant_id, seq, at, principal, role, action,"
-                            " patient_ref, outcome, status, request_id, prev_hash, hash)"
-                            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                            (*[entry[f] for f in FIELDS], prev, digest),
+                        writes.execute(
+                            INSERT_ENTRY, (*[entry[f] for f in FIELDS], prev, digest), prepare=True
                         )
                         prev = digest
+            # leaving the pipeline sent the inserts and the Sync, and got every result back
         except Exception as exc:
             return exc
         return None
