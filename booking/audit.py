@@ -14,7 +14,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -94,9 +94,9 @@ def _settle(batch: list[_Pending], error: BaseException | None) -> None:
     woken: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
     for item in batch:
         item.error = error
-        if item.loop is None:
+        if item.done is not None:
             item.done.set()
-        else:
+        elif item.loop is not None:
             woken.setdefault(item.loop, []).append(item)
     for loop, items in woken.items():
         # one wake-up per loop and batch; a closed loop has nobody waiting any more
@@ -129,14 +129,15 @@ def entry_hash(prev_hash: bytes, entry: dict[str, Any]) -> bytes:
     return hashlib.sha256(prev_hash + canonical.encode()).digest()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Pending:
-    """One entry waiting for its batch; ``loop`` set: a coroutine awaits ``waiter``."""
+    """One entry waiting for its batch: a thread waits on ``done``, or a coroutine on ``loop``
+    awaits ``waiter``."""
 
     entry: dict[str, Any]
+    done: threading.Event | None = None
     loop: asyncio.AbstractEventLoop | None = None
     waiter: asyncio.Future[None] | None = None
-    done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
 
@@ -191,11 +192,12 @@ class AuditLog:
         entry waiting at that moment in one transaction, so a busy clinic pays one commit per
         batch instead of one per request. A failure is raised in every caller of that batch.
         """
+        done = threading.Event()
         pending = _Pending(
-            _entry(tenant_id, at, principal, role, action, patient_ref, status, request_id)
+            _entry(tenant_id, at, principal, role, action, patient_ref, status, request_id), done
         )
         self._submit(pending)
-        pending.done.wait()
+        done.wait()
         if pending.error is not None:
             raise pending.error
 
@@ -214,13 +216,14 @@ class AuditLog:
         """``append`` for a coroutine: the event loop waits without blocking and no thread waits
         for it; the writer thread wakes the loop once per batch."""
         loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         pending = _Pending(
             _entry(tenant_id, at, principal, role, action, patient_ref, status, request_id),
-            loop,
-            loop.create_future(),
+            loop=loop,
+            waiter=waiter,
         )
         self._submit(pending)
-        await pending.waiter  # type: ignore[misc]
+        await waiter
         if pending.error is not None:
             raise pending.error
 
