@@ -13,7 +13,6 @@ from typing import Any
 from uuid import uuid4
 
 from litestar import Request
-from litestar.concurrency import sync_to_thread
 from litestar.types import Message
 from litestar.types import Scope as ASGIScope
 
@@ -62,8 +61,8 @@ async def write_audit_entry(message: Message, scope: ASGIScope) -> None:
         tenant_id, principal, role = noted.get("tenant_id") or PLATFORM, "admin", "admin"
     services = scope["app"].state.services
     try:
-        await sync_to_thread(
-            services.audit.append,
+        # no thread hop: the entry is queued for AuditLog's writer thread and awaited here
+        await services.audit.append_async(
             tenant_id=tenant_id,
             at=datetime.now(UTC),
             principal=principal,

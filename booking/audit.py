@@ -8,11 +8,13 @@ that point, and ``verify`` names it. Entries are under row-level security like e
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -57,6 +59,51 @@ FIELDS = (
 )
 
 
+def _entry(
+    tenant_id: str,
+    at: datetime,
+    principal: str,
+    role: str,
+    action: str,
+    patient_ref: str | None,
+    status: int,
+    request_id: UUID,
+) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant_id,
+        "at": at,
+        "principal": principal,
+        "role": role,
+        "action": action,
+        "patient_ref": patient_ref,
+        "outcome": outcome_of(status),
+        "status": status,
+        "request_id": request_id,
+    }
+
+
+def _wake(items: list[_Pending]) -> None:
+    """On the event loop: let every coroutine of that batch go on."""
+    for item in items:
+        if item.waiter is not None and not item.waiter.done():  # a cancelled caller: done
+            item.waiter.set_result(None)
+
+
+def _settle(batch: list[_Pending], error: BaseException | None) -> None:
+    """Tell every caller of a batch how it ended."""
+    woken: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+    for item in batch:
+        item.error = error
+        if item.done is not None:
+            item.done.set()
+        elif item.loop is not None:
+            woken.setdefault(item.loop, []).append(item)
+    for loop, items in woken.items():
+        # one wake-up per loop and batch; a closed loop has nobody waiting any more
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_wake, items)
+
+
 def outcome_of(status: int) -> str:
     if status < 400:
         return "success"
@@ -82,10 +129,15 @@ def entry_hash(prev_hash: bytes, entry: dict[str, Any]) -> bytes:
     return hashlib.sha256(prev_hash + canonical.encode()).digest()
 
 
-@dataclass
+@dataclass(eq=False, slots=True)
 class _Pending:
+    """One entry waiting for its batch: a thread waits on ``done``, or a coroutine on ``loop``
+    awaits ``waiter``."""
+
     entry: dict[str, Any]
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future[None] | None = None
     error: BaseException | None = None
 
 
@@ -99,12 +151,28 @@ class Problem:
         return f"tenant {self.tenant_id}: entry {self.seq} {self.what}"
 
 
+# set the tenant for row-level security and wait for that chain: other processes append to it
+LOCK_CHAIN = (
+    "SELECT set_config('app.tenant_id', %(tenant)s, true),"
+    " pg_advisory_xact_lock(hashtext('audit:' || %(tenant)s))"
+)
+# A statement of its own, after the lock: under READ COMMITTED each statement reads the data
+# committed when it starts, so in the lock's statement it could miss the previous holder's rows.
+CHAIN_HEAD = "SELECT seq, hash FROM audit_log WHERE tenant_id = %s ORDER BY seq DESC LIMIT 1"
+SET_TENANT = "SELECT set_config('app.tenant_id', %s, true)"
+INSERT_ENTRY = (
+    "INSERT INTO audit_log (tenant_id, seq, at, principal, role, action, patient_ref, outcome,"
+    " status, request_id, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+WRITER_IDLE_SECONDS = 5.0  # the writer thread ends after this long without work
+
+
 class AuditLog:
     def __init__(self, store: SchedulingApp) -> None:
         self.datastore = store.recorder.datastore  # type: ignore[attr-defined]
         self._queue: list[_Pending] = []
-        self._changed = threading.Condition()  # guards _queue and _writing
-        self._writing = False
+        self._changed = threading.Condition()  # guards _queue and _writer
+        self._writer: threading.Thread | None = None
 
     def append(
         self,
@@ -120,75 +188,119 @@ class AuditLog:
     ) -> None:
         """Add one entry, chained to its tenant's last one; returns once it is committed.
 
-        Concurrent calls are committed together (group commit): one caller writes every entry
-        waiting at that moment in one transaction, so a busy clinic pays one commit per batch
-        instead of one per request. A failure is raised in every caller of that batch.
+        Concurrent calls are committed together (group commit): one writer thread writes every
+        entry waiting at that moment in one transaction, so a busy clinic pays one commit per
+        batch instead of one per request. A failure is raised in every caller of that batch.
         """
+        done = threading.Event()
         pending = _Pending(
-            {
-                "tenant_id": tenant_id,
-                "at": at,
-                "principal": principal,
-                "role": role,
-                "action": action,
-                "patient_ref": patient_ref,
-                "outcome": outcome_of(status),
-                "status": status,
-                "request_id": request_id,
-            }
+            _entry(tenant_id, at, principal, role, action, patient_ref, status, request_id), done
         )
-        with self._changed:
-            self._queue.append(pending)
-            while not pending.done.is_set():
-                if self._writing:
-                    # woken when that batch is committed: ours was in it, or we write next
-                    self._changed.wait()
-                    continue
-                # nobody is writing: write everything queued so far, our own entry included
-                batch, self._queue, self._writing = self._queue, [], True
-                self._changed.release()
-                try:
-                    self._write(batch)
-                finally:
-                    self._changed.acquire()
-                    self._writing = False
-                    self._changed.notify_all()
+        self._submit(pending)
+        done.wait()
         if pending.error is not None:
             raise pending.error
 
-    def _write(self, batch: list[_Pending]) -> None:
+    async def append_async(
+        self,
+        *,
+        tenant_id: str,
+        at: datetime,
+        principal: str,
+        role: str,
+        action: str,
+        patient_ref: str | None,
+        status: int,
+        request_id: UUID,
+    ) -> None:
+        """``append`` for a coroutine: the event loop waits without blocking and no thread waits
+        for it; the writer thread wakes the loop once per batch."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        pending = _Pending(
+            _entry(tenant_id, at, principal, role, action, patient_ref, status, request_id),
+            loop=loop,
+            waiter=waiter,
+        )
+        self._submit(pending)
+        await waiter
+        if pending.error is not None:
+            raise pending.error
+
+    def _submit(self, pending: _Pending) -> None:
+        with self._changed:
+            self._queue.append(pending)
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._writer.start()
+            else:
+                self._changed.notify()
+
+    def _run(self) -> None:
+        """The writer thread: write whatever is queued, one batch at a time, until idle."""
+        batch: list[_Pending] = []
         try:
-            with self.datastore.transaction(commit=True) as curs:
-                for tenant_id in sorted({p.entry["tenant_id"] for p in batch}):
-                    curs.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant_id,))
-                    # other processes append to the same chains: serialise per tenant
-                    curs.execute(
-                        "SELECT pg_advisory_xact_lock(hashtext('audit:' || %s))", (tenant_id,)
-                    )
-                    curs.execute(
-                        "SELECT seq, hash FROM audit_log WHERE tenant_id = %s"
-                        " ORDER BY seq DESC LIMIT 1",
-                        (tenant_id,),
-                    )
-                    last = curs.fetchone()
+            while True:
+                with self._changed:
+                    while not self._queue:
+                        if not self._changed.wait(WRITER_IDLE_SECONDS) and not self._queue:
+                            self._writer = None  # the next entry starts another writer
+                            return
+                    batch, self._queue = self._queue, []
+                _settle(batch, self._write(batch))
+                batch = []
+        except BaseException as exc:
+            # never reached in practice (_write returns its errors); if it is, no caller may
+            # wait forever: fail this batch and what is queued, and let the next entry start
+            # another writer
+            with self._changed:
+                batch, self._queue, self._writer = batch + self._queue, [], None
+            _settle(batch, exc)
+            raise
+
+    def _write(self, batch: list[_Pending]) -> Exception | None:
+        """Write the batch in one transaction and two round trips.
+
+        The connection is in pipeline mode and the statements run in its implicit transaction,
+        which PostgreSQL commits at the Sync that leaving the pipeline sends (and rolls back
+        there if any statement failed): round trip one locks each tenant's chain and reads its
+        head; round trip two inserts the entries and commits. Nothing in between may send a
+        Sync (``executemany``, ``conn.transaction()``, a nested ``pipeline()`` do): it would
+        commit early and let go of the lock. BEGIN and COMMIT statements would make that safe
+        but cost two more statements per batch; tests/test_audit_race.py breaks if it happens.
+        """
+        chains: dict[str, list[dict[str, Any]]] = {}
+        for item in batch:
+            chains.setdefault(item.entry["tenant_id"], []).append(item.entry)
+        tenants = sorted(chains)  # every process locks chains in the same order: no deadlock
+        try:
+            with self.datastore.get_connection() as conn, conn.pipeline():
+                writes = conn.cursor()
+                heads = []
+                for tenant_id in tenants:
+                    writes.execute(LOCK_CHAIN, {"tenant": tenant_id}, prepare=True)
+                    heads.append(conn.execute(CHAIN_HEAD, (tenant_id,), prepare=True))
+                # the first fetch sends them all (a flush, not a Sync) and waits for the heads
+                rows = [cursor.fetchone() for cursor in heads]
+                current = tenants[-1]  # the tenant set last, for row-level security
+                for tenant_id, last in reversed(list(zip(tenants, rows, strict=True))):
+                    if tenant_id != current:
+                        writes.execute(SET_TENANT, (tenant_id,), prepare=True)
+                        current = tenant_id
                     seq = last["seq"] if last else 0
                     prev = bytes(last["hash"]) if last else GENESIS
-                    for item in (p for p in batch if p.entry["tenant_id"] == tenant_id):
+                    for entry in chains[tenant_id]:
                         seq += 1
-                        entry = {**item.entry, "seq": seq}
+                        entry["seq"] = seq
                         digest = entry_hash(prev, entry)
-                        curs.execute(
-                            "INSERT INTO audit_log (tenant_id, seq, at, principal, role, action,"
-                            " patient_ref, outcome, status, request_id, prev_hash, hash)"
-                            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                            (*[entry[f] for f in FIELDS], prev, digest),
+                        writes.execute(
+                            INSERT_ENTRY, (*[entry[f] for f in FIELDS], prev, digest), prepare=True
                         )
                         prev = digest
+            # leaving the pipeline sent the inserts and the Sync, and got every result back
         except Exception as exc:
-            for item in batch:
-                item.error = exc
-        for item in batch:
-            item.done.set()
+            return exc
+        return None
 
     def entries(
         self,

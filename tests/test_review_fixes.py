@@ -81,12 +81,12 @@ def test_a_failed_audit_write_keeps_the_true_answer_and_is_logged(
 ) -> None:
     tenant = seed_tenant(live_server, "audit-down-clinic")
     audit = live_server_services(live_server).audit
-    real_append = audit.append
+    real_append = audit.append_async
 
-    def broken(**_: Any) -> None:
+    async def broken(**_: Any) -> None:
         raise RuntimeError("audit store down")
 
-    audit.append = broken  # type: ignore[method-assign]
+    audit.append_async = broken  # type: ignore[method-assign]
     caplog.set_level(logging.ERROR, logger="booking.audit")
     try:
         with live_server.client() as client:
@@ -96,7 +96,7 @@ def test_a_failed_audit_write_keeps_the_true_answer_and_is_logged(
                 json={"patient_ref": "zz1", "name": "Z Z"},
             )
     finally:
-        audit.append = real_append  # type: ignore[method-assign]
+        audit.append_async = real_append  # type: ignore[method-assign]
     assert answer.status_code == 201, answer.text
     assert "audit entry LOST" in caplog.text
     assert "Z Z" not in caplog.text
