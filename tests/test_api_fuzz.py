@@ -97,6 +97,9 @@ def near_min_position(case: Any) -> Any:
     value = query.get("min_position")
     if isinstance(value, int) and not isinstance(value, bool) and value > 1:
         query["min_position"] = 1
+    # a "wrong type" example can still be a number on the wire: "5000" is the query's 5000
+    if isinstance(value, str) and value.strip().lstrip("+").isdigit() and int(value) > 1:
+        query["min_position"] = "1"
     return case
 
 
