@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from booking import audit
-from booking.store import EVENTS_TABLE, open_store
+from booking.store import EVENTS_TABLE, UNCHANGED_FN, open_store
 from fanout import tracking as relay_tracking
 from projections.catalog import PROJECTIONS
 from projections.schema import create_tables
@@ -100,6 +100,7 @@ def prepare_database(admin_url: str, runtime_url: str, cipher_key: str) -> None:
                 conn.execute(TOKENS_DDL)
                 conn.execute("ALTER TABLE booking_tokens ADD COLUMN IF NOT EXISTS replay bytea")
                 conn.execute(IMMUTABLE_FN)
+                conn.execute(UNCHANGED_FN)
                 role = sql.Identifier(runtime_role)
                 conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
                 for table in (EVENTS_TABLE,):

@@ -15,13 +15,13 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresFactory,
 )
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import get_topic, retry
 from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
@@ -37,37 +37,81 @@ LATEST_VERSIONS = (
 )
 
 
-class CheckedRecorder(PostgresApplicationRecorder):
-    """The library's recorder, plus one check: ``save(..., unchanged={stream_id: version})``
-    stores nothing when one of those streams has moved past the version a decision read.
+# Raises (an integrity violation, as a version conflict does) when a stream moved past the version
+# a decision read; created by the owner role with the schema (booking/schema.py).
+UNCHANGED_FN = f"""
+CREATE OR REPLACE FUNCTION booking_require_unchanged(ids uuid[], versions bigint[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE moved text;
+BEGIN
+    SELECT string_agg(w.id::text, ', ') INTO moved
+    FROM unnest(ids, versions) AS w(id, version)
+    WHERE w.version IS DISTINCT FROM (
+        SELECT max(e.originator_version) FROM {EVENTS_TABLE} e WHERE e.originator_id = w.id
+    );
+    IF moved IS NOT NULL THEN
+        RAISE EXCEPTION 'streams read by this decision moved: %', moved
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+END $$
+"""
+REQUIRE_UNCHANGED = "SELECT booking_require_unchanged(%s::uuid[], %s::bigint[])"
 
-    Decisions that read an aggregate without writing to it (the utterance gate reads the
-    appointments behind a claim and writes only to the call) would otherwise miss a concurrent
-    change. The check runs after the table lock every save takes, so no other save can commit in
-    between; a moved stream raises IntegrityError, as a version conflict does, and the command is
-    decided again from fresh state.
+
+class CheckedRecorder(PostgresApplicationRecorder):
+    """The library's recorder, writing a save in one round trip, plus one check:
+    ``save(..., unchanged={stream_id: version})`` stores nothing when one of those streams has
+    moved past the version a decision read.
+
+    One round trip: the library sends the transaction's statements, waits for the INSERT's
+    answer, then sends COMMIT; the table lock that orders every save is held across that wait,
+    so every other save queues behind a client's round trip and its turn at the GIL. Here BEGIN,
+    the lock, the check, NOTIFY, the INSERT and COMMIT go out together in one pipeline: the lock
+    is held for the server's own work and the commit's flush, nothing else. A failing statement
+    (a version conflict, a moved stream) aborts the rest, COMMIT included; nothing is stored.
+
+    The check: decisions that read an aggregate without writing to it (the utterance gate reads
+    the appointments behind a claim and writes only to the call; a booking decided on cached
+    setup) would otherwise miss a concurrent change. It runs after the table lock, so no other
+    save can commit in between; a moved stream raises IntegrityError, as a version conflict
+    does, and the command is decided again from fresh state.
     """
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if not stored_events or self.datastore.enable_db_functions:
+            return super().insert_events(stored_events, **kwargs)  # type: ignore[no-any-return]
+        return self._insert_in_one_round_trip(stored_events, **kwargs)  # type: ignore[no-any-return]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _insert_in_one_round_trip(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        failure: Exception | None = None
+        with self.datastore.get_connection() as conn:
+            try:
+                with conn.pipeline(), conn.cursor() as curs:
+                    # psycopg opens the transaction (BEGIN) before the first statement
+                    self._insert_stored_events(curs, stored_events, **kwargs)
+                    conn.commit()  # queues COMMIT and syncs: the one round trip
+                    ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+            except Exception as exc:
+                failure = exc
+            if failure is not None:
+                conn.rollback()  # an aborted transaction is still open on the connection
+                raise failure  # inside get_connection: psycopg errors become the library's
+        return ids
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
+        self._lock_table(curs)
         unchanged: dict[UUID, int] | None = kwargs.get("unchanged")
         if unchanged:
-            self._lock_table(curs)
-            curs.execute(
-                LATEST_VERSIONS,
-                (list(unchanged),),
-            )
-            now = {row["originator_id"]: row["version"] for row in curs.fetchall()}
-            moved = [str(i) for i, version in unchanged.items() if now.get(i) != version]
-            if moved:
-                # raised before anything is inserted: the transaction commits nothing
-                raise IntegrityError(f"streams read by this decision moved: {', '.join(moved)}")
-            # the table is locked already: what the library does next, less the second lock
-            self._notify_channel(curs)
-            PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
-            return
-        super()._insert_stored_events(curs, stored_events, **kwargs)
+            curs.execute(REQUIRE_UNCHANGED, (list(unchanged), list(unchanged.values())))
+        self._notify_channel(curs)
+        PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
 
 
 @dataclass(frozen=True)
