@@ -91,15 +91,18 @@ class CheckedRecorder(PostgresApplicationRecorder):
         failure: Exception | None = None
         with self.datastore.get_connection() as conn:
             try:
-                with conn.pipeline(), conn.cursor() as curs:
-                    # psycopg opens the transaction (BEGIN) before the first statement
+                # the pool's connections autocommit: the transaction is spelled out (an implicit
+                # one would do on PostgreSQL 18, but 15 refuses LOCK TABLE outside a block)
+                with conn.pipeline() as pipeline, conn.cursor() as curs:
+                    conn.execute("BEGIN")
                     self._insert_stored_events(curs, stored_events, **kwargs)
-                    conn.commit()  # queues COMMIT and syncs: the one round trip
+                    conn.execute("COMMIT")
+                    pipeline.sync()  # the one round trip
                     ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
             except Exception as exc:
                 failure = exc
             if failure is not None:
-                conn.rollback()  # an aborted transaction is still open on the connection
+                conn.rollback()  # a failed statement left its transaction open, aborted
                 raise failure  # inside get_connection: psycopg errors become the library's
         return ids
 
