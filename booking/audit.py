@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -274,7 +274,7 @@ class AuditLog:
             chains.setdefault(item.entry["tenant_id"], []).append(item.entry)
         tenants = sorted(chains)  # every process locks chains in the same order: no deadlock
         try:
-            with self.datastore.get_connection() as conn, conn.pipeline():
+            with self.datastore.get_connection() as conn, self._dropped_on_failure(conn):
                 writes = conn.cursor()
                 heads = []
                 for tenant_id in tenants:
@@ -301,6 +301,20 @@ class AuditLog:
         except Exception as exc:
             return exc
         return None
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _dropped_on_failure(conn: Any) -> Iterator[None]:
+        """The pipeline of ``_write``. Should anything fail on our side while statements are
+        queued (a value that cannot be sent, a bug), leaving the pipeline would send the Sync
+        that commits them: the entries of tenants already written would be stored although
+        every caller of the batch is told it failed. Closing the connection first drops them."""
+        with conn.pipeline():
+            try:
+                yield
+            except BaseException:
+                conn.close()  # the server rolls back a transaction whose connection is gone
+                raise
 
     def entries(
         self,

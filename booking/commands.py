@@ -18,6 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -123,8 +124,14 @@ class Executor:
                 # Someone else wrote one of these aggregates first; nothing of ours was stored.
                 time.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))
                 continue
-            # the subject goes back to the caller for rendering; the rest is the cache's now
-            self.store.remember(a for a in pending if a is not plan.subject)
+            # the subject goes back to the caller for rendering, and a copy of it to the cache
+            # (a day a hold was taken on must be cached at its new version, or the next hold on
+            # it would be decided on the old one and collide); the rest is the cache's now
+            self.store.remember(
+                deepcopy(a) if a is plan.subject else a
+                for a in pending
+                if not isinstance(a, IdempotentRequest)
+            )
             position = next(
                 r.notification.id
                 for r in recordings

@@ -40,14 +40,15 @@ LATEST_VERSIONS = (
 # Raises (an integrity violation, as a version conflict does) when a stream moved past the version
 # a decision read; created by the owner role with the schema (booking/schema.py).
 UNCHANGED_FN = f"""
-CREATE OR REPLACE FUNCTION booking_require_unchanged(ids uuid[], versions bigint[])
-RETURNS void LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION public.booking_require_unchanged(ids uuid[], versions bigint[])
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
 DECLARE moved text;
 BEGIN
     SELECT string_agg(w.id::text, ', ') INTO moved
     FROM unnest(ids, versions) AS w(id, version)
     WHERE w.version IS DISTINCT FROM (
-        SELECT max(e.originator_version) FROM {EVENTS_TABLE} e WHERE e.originator_id = w.id
+        SELECT max(e.originator_version) FROM public.{EVENTS_TABLE} e
+        WHERE e.originator_id = w.id
     );
     IF moved IS NOT NULL THEN
         RAISE EXCEPTION 'streams read by this decision moved: %', moved
@@ -55,7 +56,7 @@ BEGIN
     END IF;
 END $$
 """
-REQUIRE_UNCHANGED = "SELECT booking_require_unchanged(%s::uuid[], %s::bigint[])"
+REQUIRE_UNCHANGED = "SELECT public.booking_require_unchanged(%s::uuid[], %s::bigint[])"
 
 
 class CheckedRecorder(PostgresApplicationRecorder):
@@ -80,7 +81,9 @@ class CheckedRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        if not stored_events or self.datastore.enable_db_functions:
+        if self.datastore.enable_db_functions:  # store_env pins it off; never lose the check
+            raise ValueError("POSTGRES_ENABLE_DB_FUNCTIONS skips the table lock and the check")
+        if not stored_events:
             return super().insert_events(stored_events, **kwargs)  # type: ignore[no-any-return]
         return self._insert_in_one_round_trip(stored_events, **kwargs)  # type: ignore[no-any-return]
 
@@ -90,6 +93,7 @@ class CheckedRecorder(PostgresApplicationRecorder):
     ) -> Sequence[int] | None:
         failure: Exception | None = None
         with self.datastore.get_connection() as conn:
+            assert conn.autocommit  # the library's pool sets it; BEGIN below relies on it
             try:
                 # the pool's connections autocommit: the transaction is spelled out (an implicit
                 # one would do on PostgreSQL 18, but 15 refuses LOCK TABLE outside a block)
@@ -268,6 +272,10 @@ def store_env(
         # psycopg_pool drops broken connections and eventsourcing retries connection errors;
         # a ping before every checkout cost a round trip per statement.
         "POSTGRES_PRE_PING": "n",
+        # pinned: eventsourcing merges os.environ into these, and the recorder relies on both
+        # (db functions would skip the table lock and the unchanged check; see CheckedRecorder)
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+        "POSTGRES_SCHEMA": "public",
         "CREATE_TABLE": "y" if create_tables else "n",
         # AES-GCM over every stored event: patient data is never in the clear at rest.
         "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
@@ -293,4 +301,11 @@ def open_store(
         pool_size=pool_size,
         max_overflow=max_overflow,
     )
-    return SchedulingApp(env=env)
+    app = SchedulingApp(env=env)
+    if app.recorder.datastore.enable_db_functions:  # type: ignore[attr-defined]
+        app.close()  # a SCHEDULING_-prefixed variable in the environment wins over ours
+        raise ValueError(
+            "SCHEDULING_POSTGRES_ENABLE_DB_FUNCTIONS is set: the service's saves rely on the "
+            "table lock and the unchanged-streams check it would skip; unset it"
+        )
+    return app

@@ -143,3 +143,31 @@ def test_a_failed_batch_fails_its_callers_and_the_next_one_is_written(
     asyncio.run(log.append_async(**fields("race-c", "good", uuid4())))
     checked, problems = log.verify(["race-c"])
     assert (checked, problems) == (2, [])
+
+
+def test_a_batch_failing_on_our_side_stores_no_entry_of_any_tenant(
+    stores: tuple[SchedulingApp, SchedulingApp],
+    database: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two tenants in one batch; hashing the first tenant's entry fails after the second
+    tenant's INSERT is queued. Every caller hears of the failure, so neither entry may stand
+    (found in review: leaving the pipeline sent the Sync that committed the queued one)."""
+    import booking.audit as audit
+
+    log, (first, second) = AuditLog(stores[1]), ("race-d", "race-e")
+    real = audit.entry_hash
+
+    def failing(prev: bytes, entry: dict[str, Any]) -> bytes:
+        if entry["tenant_id"] == first:  # chains are written last tenant first
+            raise RuntimeError("hash failed")
+        return real(prev, entry)
+
+    monkeypatch.setattr(audit, "entry_hash", failing)
+    batch = [audit._Pending(audit._entry(**fields(t, "p", uuid4()))) for t in (first, second)]
+    assert isinstance(log._write(batch), RuntimeError)
+    monkeypatch.setattr(audit, "entry_hash", real)
+    admin_url = database[1]
+    assert chain(admin_url, first) == [] and chain(admin_url, second) == []
+    log.append(**fields(second, "next", uuid4()))  # the pool still serves the log
+    assert [principal for _, principal, _ in chain(admin_url, second)] == ["next"]

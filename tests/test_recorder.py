@@ -82,3 +82,14 @@ def test_the_unchanged_check_refuses_a_moved_stream_and_passes_a_still_one(
     book(target, 2)
     store.save(target, unchanged={read.id: 2})
     assert store.versions([written.id]).of(written.id) == 2
+
+
+def test_db_functions_set_in_the_environment_are_refused(
+    database: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They would skip the table lock and the unchanged check; eventsourcing reads the
+    application-prefixed variable before the settings the service passes."""
+    monkeypatch.setenv("SCHEDULING_POSTGRES_ENABLE_DB_FUNCTIONS", "y")
+    runtime_url, _ = database
+    with pytest.raises(ValueError, match="ENABLE_DB_FUNCTIONS"):
+        open_store(runtime_url, base64.b64encode(os.urandom(32)).decode())

@@ -239,3 +239,25 @@ def test_holds_converted_through_the_other_replica_free_room_for_another(
     )
     assert fourth.status_code == 201, fourth.text
     assert replica_b.spy.versions == 1 and replica_b.spy.saves == [None]
+
+
+def test_holds_one_after_another_on_a_day_decide_on_the_cache_without_colliding(
+    live_server: LiveServer, tenant: Tenant, practice: Practice, replica_b: Replica
+) -> None:
+    """A hold's deciding aggregate is the day: the cache must hold the day as the hold left it,
+    or the next hold on that day would be decided on the old version and collide (found in
+    review)."""
+    slots = slots_of_one_day(live_server, tenant, practice, days_from=7)
+    warm(replica_b, tenant, "pat-1", slots[0])
+    for slot in slots[1:3]:
+        replica_b.spy.reset()
+        expect(
+            post(
+                replica_b.client,
+                tenant,
+                "/v1/agent/holds",
+                {"patient_ref": "pat-1", "slot_id": slot["slot_id"]},
+            ),
+            201,
+        )
+        assert replica_b.spy.saves == [None] and replica_b.spy.versions == 0
