@@ -142,6 +142,26 @@ TYPES: Columns = (
 KIND = dict(TYPES)
 
 
+def _booked_row(e: Any, position: int) -> dict[str, Any]:
+    """The row a Booked event creates, as its handler inserts it (without tenant_id)."""
+    return {
+        "appointment_id": e.originator_id,
+        "patient_ref": e.patient_ref,
+        "provider_id": e.provider_id,
+        "type_id": e.type_id,
+        "start_at": e.start,
+        "end_at": e.end,
+        "timezone": e.timezone,
+        "status": "booked",
+        "confirmation_code": e.confirmation_code,
+        "call_id": e.call_id,
+        "booked_at": e.timestamp,
+        "updated_at": e.timestamp,
+        "version": e.originator_version,
+        "position": position,
+    }
+
+
 def _changes(topic: str, e: Any, position: int) -> dict[str, Any] | None:
     """The columns a change event sets, as its handler sets them; None for other topics."""
     if topic == RESCHEDULED:
@@ -172,22 +192,7 @@ def _writer(table: str) -> Writer:
             if topic == BOOKED:
                 # changes before it found no row (or the INSERT fails, as the handler's would)
                 changed.pop(e.originator_id, None)
-                new[e.originator_id] = {
-                    "appointment_id": e.originator_id,
-                    "patient_ref": e.patient_ref,
-                    "provider_id": e.provider_id,
-                    "type_id": e.type_id,
-                    "start_at": e.start,
-                    "end_at": e.end,
-                    "timezone": e.timezone,
-                    "status": "booked",
-                    "confirmation_code": e.confirmation_code,
-                    "call_id": e.call_id,
-                    "booked_at": e.timestamp,
-                    "updated_at": e.timestamp,
-                    "version": e.originator_version,
-                    "position": position,
-                }
+                new[e.originator_id] = _booked_row(e, position)
                 continue
             changes = _changes(topic, e, position)
             if changes is None:
@@ -225,36 +230,12 @@ class AppointmentsBulk:
             if e is None:
                 continue
             if topic == BOOKED:
-                self.rows[e.originator_id] = {
-                    "tenant_id": e.tenant_id,
-                    "appointment_id": e.originator_id,
-                    "patient_ref": e.patient_ref,
-                    "provider_id": e.provider_id,
-                    "type_id": e.type_id,
-                    "start_at": e.start,
-                    "end_at": e.end,
-                    "timezone": e.timezone,
-                    "status": "booked",
-                    "confirmation_code": e.confirmation_code,
-                    "call_id": e.call_id,
-                    "booked_at": e.timestamp,
-                    "updated_at": e.timestamp,
-                    "version": e.originator_version,
-                    "position": position,
-                }
+                self.rows[e.originator_id] = {"tenant_id": e.tenant_id, **_booked_row(e, position)}
                 continue
             row = self.rows.get(e.originator_id)
-            if row is None:
-                continue
-            if topic == RESCHEDULED:
-                row.update(
-                    provider_id=e.provider_id, start_at=e.start, end_at=e.end, timezone=e.timezone
-                )
-            elif topic in STATUS_EVENTS:
-                row["status"] = STATUS_EVENTS[topic]
-            else:
-                continue
-            row.update(updated_at=e.timestamp, version=e.originator_version, position=position)
+            changes = _changes(topic, e, position) if row is not None else None
+            if row is not None and changes is not None:
+                row.update(changes)
 
     def flush(self, curs: Cursor[Any]) -> None:
         pass  # rows change until the last event: written at the end

@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import httpx
 
+from booking.days import ProviderDay
 from booking.store import SchedulingApp, open_store
 from tests.support.server import LiveServer, Practice, Tenant, expect
 
@@ -186,3 +188,21 @@ def assert_no_leak(response: httpx.Response) -> None:
 
 def error_fields(problem: dict[str, Any]) -> list[str]:
     return [e["field"] for e in problem.get("errors") or []]
+
+
+DAY_START = datetime(2030, 1, 1, 9, tzinfo=UTC)
+
+
+def new_day(store: SchedulingApp) -> ProviderDay:
+    """A provider day of a provider of its own, saved: version 1."""
+    day = ProviderDay(
+        tenant_id="t", provider_id=f"dr-{uuid4().hex[:8]}", date="2030-01-01", timezone="UTC"
+    )
+    store.save(day)
+    return day
+
+
+def book_nth(day: ProviderDay, n: int) -> None:
+    """Book the day's ``n``-th quarter hour from 09:00 (one pending event)."""
+    start = DAY_START + timedelta(minutes=15 * n)
+    day.book(appointment_id=f"a{n}", start=start, end=start + timedelta(minutes=15), hold_id=None)

@@ -7,7 +7,6 @@ import base64
 import copy
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -15,8 +14,7 @@ import pytest
 from booking.days import ProviderDay
 from booking.schema import prepare_database
 from booking.store import SchedulingApp, open_store
-
-START = datetime(2030, 1, 1, 9, tzinfo=UTC)
+from tests.booking_helpers import book_nth, new_day
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +25,6 @@ def store(database: tuple[str, str]) -> Iterator[SchedulingApp]:
     app = open_store(runtime_url, key)
     yield app
     app.close()
-
-
-def new_day(store: SchedulingApp) -> ProviderDay:
-    day = ProviderDay(
-        tenant_id="t", provider_id=f"dr-{uuid4().hex[:8]}", date="2030-01-01", timezone="UTC"
-    )
-    store.save(day)
-    return day
-
-
-def book(day: ProviderDay, n: int) -> None:
-    start = START + timedelta(minutes=15 * n)
-    day.book(appointment_id=f"a{n}", start=start, end=start + timedelta(minutes=15), hold_id=None)
 
 
 def test_versions_name_every_stream_asked_and_only_stored_ones_have_a_version(
@@ -58,7 +43,7 @@ def test_a_stream_written_elsewhere_is_read_again_not_served_from_the_cache(
     day = new_day(store)
     store.repository.get(day.id)  # cached at version 1
     other = store.repository.get(day.id)
-    book(other, 0)
+    book_nth(other, 0)
     store.save(other)  # not remembered: the cache still holds version 1
     fresh = store.get_at(day.id, store.versions([day.id]).of(day.id) or 0)
     assert fresh.version == 2 and "a0" in fresh.bookings
@@ -67,13 +52,13 @@ def test_a_stream_written_elsewhere_is_read_again_not_served_from_the_cache(
 def test_a_saved_aggregate_is_remembered_but_never_over_a_newer_one(store: SchedulingApp) -> None:
     day = new_day(store)
     first = store.repository.get(day.id)
-    book(first, 0)
+    book_nth(first, 0)
     store.save(first)
     store.remember([first])
     assert store.repository.cache is not None
     assert store.repository.cache.get(day.id) is first
     newer = store.get_at(day.id, 2)
-    book(newer, 1)
+    book_nth(newer, 1)
     store.save(newer)
     store.remember([newer])
     store.remember([first])  # late and older: ignored
@@ -84,18 +69,18 @@ def test_get_at_hands_out_a_copy_the_command_may_change_freely(store: Scheduling
     day = new_day(store)
     store.repository.get(day.id)
     mine = store.get_at(day.id, 1)
-    book(mine, 0)  # not saved
+    book_nth(mine, 0)  # not saved
     again = store.get_at(day.id, 1)
     assert again.bookings == {} and again.version == 1
 
 
 def test_plain_copy_is_as_deep_as_deepcopy() -> None:
     day = ProviderDay(tenant_id="t", provider_id="dr", date="2030-01-01", timezone="UTC")
-    book(day, 0)
+    book_nth(day, 0)
     day.collect_events()
     clone = copy.deepcopy(day)
     assert type(clone) is ProviderDay and clone.__dict__ == day.__dict__
     assert clone.bookings is not day.bookings
     assert clone.bookings["a0"] is not day.bookings["a0"]
-    book(clone, 1)
+    book_nth(clone, 1)
     assert "a1" not in day.bookings and day.version == 2

@@ -7,17 +7,13 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from uuid import uuid4
 
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from booking.days import ProviderDay
 from booking.schema import prepare_database
 from booking.store import SchedulingApp, open_store
-
-START = datetime(2030, 1, 1, 9, tzinfo=UTC)
+from tests.booking_helpers import book_nth, new_day
 
 
 @pytest.fixture(scope="module")
@@ -31,36 +27,23 @@ def store(database: tuple[str, str]) -> Iterator[SchedulingApp]:
     app.close()
 
 
-def new_day(store: SchedulingApp) -> ProviderDay:
-    day = ProviderDay(
-        tenant_id="t", provider_id=f"dr-{uuid4().hex[:8]}", date="2030-01-01", timezone="UTC"
-    )
-    store.save(day)
-    return day
-
-
-def book(day: ProviderDay, n: int) -> None:
-    start = START + timedelta(minutes=15 * n)
-    day.book(appointment_id=f"a{n}", start=start, end=start + timedelta(minutes=15), hold_id=None)
-
-
 def test_a_conflicting_save_stores_nothing_and_the_connection_serves_the_next(
     store: SchedulingApp,
 ) -> None:
     day = new_day(store)
     first, second = store.repository.get(day.id), store.repository.get(day.id)
-    book(first, 1)
+    book_nth(first, 1)
     store.save(first)
     other = new_day(store)  # written with the failing save, in the same transaction
     other_copy = store.repository.get(other.id)
-    book(other_copy, 2)
-    book(second, 3)  # version 2 again: collides with first's
+    book_nth(other_copy, 2)
+    book_nth(second, 3)  # version 2 again: collides with first's
     position = store.recorder.max_notification_id()
     with pytest.raises(IntegrityError):
         store.save(second, other_copy)
     assert store.recorder.max_notification_id() == position  # nothing of either was stored
     assert store.versions([day.id, other.id]).found == {day.id: 2, other.id: 1}
-    book(other_copy, 4)
+    book_nth(other_copy, 4)
     (recording,) = store.save(other_copy)  # the same (only) connection, clean again
     assert recording.notification.id > position  # (a rolled-back save used up its ids)
     assert store.versions([other.id]).of(other.id) == 3
@@ -71,15 +54,15 @@ def test_the_unchanged_check_refuses_a_moved_stream_and_passes_a_still_one(
 ) -> None:
     read, written = new_day(store), new_day(store)
     moved = store.repository.get(read.id)
-    book(moved, 1)
+    book_nth(moved, 1)
     store.save(moved)  # the stream the decision read is at version 2 now
     target = store.repository.get(written.id)
-    book(target, 2)
+    book_nth(target, 2)
     with pytest.raises(IntegrityError, match="moved"):
         store.save(target, unchanged={read.id: 1})
     assert store.versions([written.id]).of(written.id) == 1
     target = store.repository.get(written.id)  # a failed save has taken the pending events
-    book(target, 2)
+    book_nth(target, 2)
     store.save(target, unchanged={read.id: 2})
     assert store.versions([written.id]).of(written.id) == 2
 
