@@ -1,12 +1,16 @@
 """Booking throughput side by side on one database, at one concurrency, one phase at a time:
 
-  http    POST /v1/agent/bookings {slot_id} through uvicorn (api.app:create_app) in its own process
+  http    POST /v1/agent/bookings {slot_id} through uvicorn (api.app:create_app): --replicas API
+          processes, each client keeping to one of them (client i to replica i mod N)
   save    bare app.save of what a booking writes: new Appointment, ConfirmationCode and
           IdempotentRequest, +1 event on a ProviderDay and a Patient kept in memory (no reads)
   insert  plain single-row INSERT + COMMIT with psycopg, one connection per thread
 
-Only the ratios mean anything (docs/architecture.md, "Performance facts"). From the repo root:
-    /tmp/venv/bin/python benchmarks/booking_rate.py --seconds 10 --clients 16
+Only the ratios mean anything (docs/architecture.md, "Performance facts"). Each phase also reports
+the CPU its application processes spent per operation inside the measured window (the uvicorn
+replicas; the bare save's own process or processes), and the whole machine's: rates move with
+whatever else the machine runs, CPU per operation much less. From the repo root:
+    .venv/bin/python benchmarks/booking_rate.py --seconds 10 --clients 16
 """
 
 from __future__ import annotations
@@ -68,22 +72,77 @@ class Result:
     all_ops: int = 0  # every operation of the phase, warm-up and failures included
     failures: Counter[str] = field(default_factory=Counter)
     xacts: int = 0  # transactions the database served during the phase
+    app_cpu: float = 0.0  # CPU seconds of the application's processes in the measured window
+    machine_cpu: float = 0.0  # CPU seconds of the whole machine (all cores) in that window
 
     @property
     def rate(self) -> float:
         return self.ops / self.seconds
 
+    def per_op_ms(self, cpu: float) -> float:
+        return 1000 * cpu / max(1, self.ops)
+
+
+Probe = Callable[[], float]  # CPU seconds used so far by the processes a phase measures
+
+
+def process_cpu(pids: list[int]) -> Probe:
+    """User + system CPU seconds of these processes, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def probe() -> float:
+        total = 0
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
+
+    return probe
+
+
+def own_cpu() -> float:
+    """This process's user + system CPU seconds, every thread."""
+    t = os.times()
+    return t.user + t.system
+
+
+def machine_cpu() -> float:
+    """CPU seconds all cores spent not idle, from /proc/stat (0.0 where there is none)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
 
 def measure(
-    name: str, ops: list[Op], warmup: float, seconds: float, begin: float | None = None
+    name: str,
+    ops: list[Op],
+    warmup: float,
+    seconds: float,
+    begin: float | None = None,
+    probe: Probe = own_cpu,
 ) -> Result:
-    """Loop every op in its own thread; count the successes that end inside the window.
+    """Loop every op in its own thread; count the successes that end inside the window, and the
+    CPU ``probe`` and the machine used inside it.
 
     ``begin``: when the loops start (``time.time()``), so that several processes share a window.
     """
     result, lock = Result(name, seconds), threading.Lock()
     begin = time.time() + 0.2 if begin is None else begin
     start, end = begin + warmup, begin + warmup + seconds
+
+    def sample() -> None:
+        time.sleep(max(0.0, start - time.time()))
+        app, machine = probe(), machine_cpu()
+        time.sleep(max(0.0, end - time.time()))
+        result.app_cpu, result.machine_cpu = probe() - app, machine_cpu() - machine
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
 
     def loop(op: Op) -> None:
         ok, done, failed = 0, 0, Counter[str]()
@@ -108,6 +167,7 @@ def measure(
         t.start()
     for t in threads:
         t.join()
+    sampler.join()
     bad = f"; NOT OK: {dict(result.failures)}" if result.failures else ""
     print(f"[{name}] end: {result.ops} ok in {seconds:g}s = {result.rate:.1f}/s{bad}", flush=True)
     return result
@@ -122,19 +182,30 @@ def xact_count(admin_url: str) -> int:
     return int(row[0]) if row else 0
 
 
+@dataclass
+class Load:
+    """A phase's client threads, and the CPU probe of the processes that serve them."""
+
+    ops: list[Op]
+    probe: Probe = own_cpu
+
+
 def phase(
     name: str,
     label: str,
-    build: Callable[[ExitStack], list[Op] | Callable[[], Result]],
+    build: Callable[[ExitStack], Load | Callable[[], Result]],
     admin_url: str,
     args: argparse.Namespace,
 ) -> Result:
-    """Build a phase's clients (ops for threads here, or a runner of its own), measure them,
-    close them; count the transactions it cost."""
+    """Build a phase's clients (threads here, or a runner of its own), measure them, close them;
+    count the transactions it cost."""
     with ExitStack() as stack:
         built = build(stack)
         before = xact_count(admin_url)
-        result = built() if callable(built) else measure(name, built, args.warmup, args.seconds)
+        if isinstance(built, Load):
+            result = measure(name, built.ops, args.warmup, args.seconds, probe=built.probe)
+        else:
+            result = built()
     time.sleep(0.5)  # a backend flushes its statistics when it exits
     result.name, result.key = label, name
     result.xacts = xact_count(admin_url) - before
@@ -160,17 +231,16 @@ def stop_process(proc: subprocess.Popen[bytes], what: str) -> None:
     print(f"{what} process {proc.pid} stopped", flush=True)
 
 
-def start_server(
+def start_servers(
     stack: ExitStack,
     urls: tuple[str, str],
     key: str,
     token: str,
-    workers: int,
+    replicas: int,
     separate_projector: bool,
-) -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+) -> list[tuple[str, int]]:
+    """``replicas`` single-process uvicorn servers, as production scales the API; their base
+    URLs and process ids."""
     env = {
         **os.environ,
         "BOOKING_DATABASE_URL": urls[0],
@@ -187,37 +257,45 @@ def start_server(
             [sys.executable, "-m", "booking.cli", "project"], cwd=ROOT, env=env
         )
         stack.callback(stop_process, projector, "projection worker")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "api.app:app_from_env",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--workers",
-            str(workers),
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-
-    stack.callback(stop_process, proc, "server")
-    base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                print(f"server process {proc.pid} listening on {base}", flush=True)
-                return base
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise RuntimeError(f"the server did not come up (exit status {proc.poll()})")
+    servers = []
+    for _ in range(replicas):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "api.app:app_from_env",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        stack.callback(stop_process, proc, "server")
+        servers.append((proc, f"http://127.0.0.1:{port}"))
+    deadline = time.monotonic() + 60
+    for proc, base in servers:
+        while proc.poll() is None:
+            try:
+                if httpx.get(base + "/health", timeout=2).status_code == 200:
+                    print(f"server process {proc.pid} listening on {base}", flush=True)
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server {proc.pid} did not come up in 60s") from None
+                time.sleep(0.2)
+        else:
+            raise RuntimeError(f"the server did not come up (exit status {proc.poll()})")
+    return [(base, proc.pid) for proc, base in servers]
 
 
 def setup_tenant(base: str, admin_token: str, clients: int, first: date) -> list[str]:
@@ -308,6 +386,7 @@ def http_op(stack: ExitStack, base: str, agent: str, i: int, first: date) -> Op:
 
 
 def save_ops(stack: ExitStack, runtime_url: str, key: str, clients: int) -> list[Op]:
+    """The bare save's clients; the process running them is the application it measures."""
     store = open_store(runtime_url, key)
     stack.callback(store.close)
     tenant, scope = "bare-" + secrets.token_hex(4), str(uuid4())
@@ -380,14 +459,14 @@ def _save_child(
     with ExitStack() as stack:
         ops = save_ops(stack, runtime_url, key, threads)
         r = measure(f"save/{os.getpid()}", ops, warmup, seconds, begin)
-    results.put((r.ops, r.all_ops, dict(r.failures)))
+    results.put((r.ops, r.all_ops, dict(r.failures), r.app_cpu, r.machine_cpu))
 
 
 def save_processes(
     runtime_url: str, key: str, args: argparse.Namespace, processes: int
 ) -> Callable[[ExitStack], Callable[[], Result]]:
     """The bare save from ``processes`` processes sharing the 16 clients: as many interpreters
-    (and GILs) as the HTTP phase's uvicorn workers, for a like-for-like comparison."""
+    (and GILs) as the HTTP phase's API replicas, for a like-for-like comparison."""
 
     def run() -> Result:
         context = multiprocessing.get_context("spawn")
@@ -407,9 +486,13 @@ def save_processes(
             child.start()
         result = Result("save", args.seconds)
         for _ in children:
-            ops, all_ops, failures = results.get(timeout=args.warmup + args.seconds + 120)
+            ops, all_ops, failures, app, machine = results.get(
+                timeout=args.warmup + args.seconds + 120
+            )
             result.ops, result.all_ops = result.ops + ops, result.all_ops + all_ops
             result.failures.update(failures)
+            result.app_cpu += app
+            result.machine_cpu = max(result.machine_cpu, machine)  # one window, seen by each
         for child in children:
             child.join()
         bad = f"; NOT OK: {dict(result.failures)}" if result.failures else ""
@@ -459,25 +542,38 @@ def database(stack: ExitStack, args: argparse.Namespace) -> tuple[str, str]:
     return embedded.ensure_roles_and_database(server)
 
 
-def report(results: list[Result], workers: int) -> None:
-    print(f"\n{'phase':<32}{'ops':>8}{'seconds':>9}{'ops/s':>10}{'tx/op':>7}")
+def report(results: list[Result], replicas: int) -> None:
+    print(
+        f"\n{'phase':<32}{'ops':>7}{'ops/s':>9}{'tx/op':>7}"
+        f"{'app CPU ms/op':>15}{'machine CPU ms/op':>19}"
+    )
     for r in results:
         print(
-            f"{r.name:<32}{r.ops:>8}{r.seconds:>9.1f}{r.rate:>10.1f}"
-            f"{r.xacts / max(1, r.all_ops):>7.1f}"
+            f"{r.name:<32}{r.ops:>7}{r.rate:>9.1f}{r.xacts / max(1, r.all_ops):>7.1f}"
+            f"{r.per_op_ms(r.app_cpu):>15.2f}{r.per_op_ms(r.machine_cpu):>19.2f}"
         )
-    rates = {r.key: max(r.rate, 1e-9) for r in results}
+    by_key = {r.key: r for r in results}
     pairs = [
-        ("http", "save", "HTTP / bare-save", "   (target >= 0.70; bare save: 1 process)"),
-        ("http", "save-procs", f"HTTP / bare-save x{workers}", f"   ({workers} processes each)"),
+        ("http", "save", "HTTP / bare-save", f"(API: {replicas} replica(s); bare save: 1 process)"),
+        ("http", "save-procs", f"HTTP / bare-save x{replicas}", f"({replicas} processes each)"),
         ("save", "insert", "bare-save / insert", ""),
         ("http", "insert", "HTTP / insert", ""),
     ]
-    print()
+    print(f"\n{'':<22}{'rate':>7}{'app CPU/op':>12}{'machine CPU/op':>16}")
     for a, b, label, note in pairs:
-        if a in rates and b in rates:
-            print(f"{label:<21}{rates[a] / rates[b]:6.3f}{note}")
-    print("(tx/op: database transactions per operation, warm-up included; a pool pre-ping is one)")
+        if a in by_key and b in by_key:
+            x, y = by_key[a], by_key[b]
+            rate = x.rate / max(y.rate, 1e-9)
+            # the inverse of the CPU per op: how many ops the same CPU buys, as the rate is
+            app = y.per_op_ms(y.app_cpu) / max(x.per_op_ms(x.app_cpu), 1e-9)
+            machine = y.per_op_ms(y.machine_cpu) / max(x.per_op_ms(x.machine_cpu), 1e-9)
+            print(f"{label:<22}{rate:7.3f}{app:12.3f}{machine:16.3f}   {note}")
+    print(
+        "(target: HTTP / bare-save >= 0.70. The CPU columns are ops per CPU second, as ratios:"
+        " what each costs\n the application's processes, and the whole machine (the database,"
+        " the projection worker and\n the load generator included). tx/op: database transactions"
+        " per operation, warm-up included.)"
+    )
 
 
 def interrupt(*_: object) -> None:
@@ -489,7 +585,13 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=16, help="client threads in every phase")
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each")
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="API processes (single-process uvicorn servers, as production scales); client i"
+        " keeps to replica i mod N",
+    )
     p.add_argument(
         "--projector",
         choices=("separate", "in-api"),
@@ -500,7 +602,7 @@ def main() -> None:
         "--phases",
         default=None,
         help="comma-separated phases: http, save, insert, and save-procs (the bare save from as"
-        " many processes as --workers); default: all three, and save-procs with --workers > 1",
+        " many processes as --replicas); default: all three, and save-procs with --replicas > 1",
     )
     p.add_argument("--database-url", default=os.environ.get("BOOKING_DATABASE_URL"))
     p.add_argument("--admin-database-url", default=os.environ.get("BOOKING_ADMIN_DATABASE_URL"))
@@ -509,7 +611,7 @@ def main() -> None:
     key = os.environ.get("BOOKING_CIPHER_KEY") or base64.b64encode(os.urandom(32)).decode()
     cpus = f"{os.cpu_count()} (usable {len(os.sched_getaffinity(0))})"
     print(
-        f"CPUs: {cpus}; clients: {args.clients}; uvicorn workers: {args.workers};"
+        f"CPUs: {cpus}; clients: {args.clients}; API replicas: {args.replicas};"
         f" projection worker: {args.projector}",
         flush=True,
     )
@@ -529,38 +631,41 @@ def main() -> None:
         admin_token = "adm_" + secrets.token_urlsafe(24)
         first = datetime.now(UTC).date() + timedelta(days=2)
 
-        def http_clients(stack: ExitStack) -> list[Op]:
-            base = start_server(
-                stack, urls, key, admin_token, args.workers, args.projector == "separate"
+        def http_clients(stack: ExitStack) -> Load:
+            servers = start_servers(
+                stack, urls, key, admin_token, args.replicas, args.projector == "separate"
             )
-            agents = setup_tenant(base, admin_token, args.clients, first)
+            agents = setup_tenant(servers[0][0], admin_token, args.clients, first)
             print("setup done; waiting 11s for idle backends to flush their statistics", flush=True)
             time.sleep(11)
-            return [http_op(stack, base, agents[i], i, first) for i in range(args.clients)]
+            bases = [servers[i % len(servers)][0] for i in range(args.clients)]
+            ops = [http_op(stack, bases[i], agents[i], i, first) for i in range(args.clients)]
+            return Load(ops, process_cpu([pid for _, pid in servers]))
 
-        builders = {
+        Build = Callable[[ExitStack], Load | Callable[[], Result]]
+        builders: dict[str, tuple[str, Build]] = {
             "http": ("HTTP POST /v1/agent/bookings", http_clients),
             "save": (
                 "bare app.save (5 aggregates)",
-                lambda s: save_ops(s, runtime_url, key, args.clients),
+                lambda s: Load(save_ops(s, runtime_url, key, args.clients)),
             ),
             "save-procs": (
-                f"bare app.save, {args.workers} processes",
-                save_processes(runtime_url, key, args, args.workers),
+                f"bare app.save, {args.replicas} processes",
+                save_processes(runtime_url, key, args, args.replicas),
             ),
             "insert": (
                 "plain INSERT + COMMIT",
-                lambda s: insert_ops(s, runtime_url, admin_url, args.clients),
+                lambda s: Load(insert_ops(s, runtime_url, admin_url, args.clients)),
             ),
         }
         phases = args.phases or (
-            "http,save,save-procs,insert" if args.workers > 1 else "http,save,insert"
+            "http,save,save-procs,insert" if args.replicas > 1 else "http,save,insert"
         )
         wanted = [name.strip() for name in phases.split(",") if name.strip()]
         unknown = sorted(set(wanted) - set(builders))
         if unknown:
             raise SystemExit(f"unknown phase(s) {', '.join(unknown)}; choose from {list(builders)}")
-        report([phase(name, *builders[name], admin_url, args) for name in wanted], args.workers)
+        report([phase(name, *builders[name], admin_url, args) for name in wanted], args.replicas)
 
 
 if __name__ == "__main__":
