@@ -8,6 +8,8 @@ explicitly instead.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresFactory,
 )
-from eventsourcing.utils import get_topic, retry
+from eventsourcing.utils import get_topic
 from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
@@ -57,6 +59,14 @@ BEGIN
 END $$
 """
 REQUIRE_UNCHANGED = "SELECT public.booking_require_unchanged(%s::uuid[], %s::bigint[])"
+# what is stored at the positions a save wrote to: after a lost answer, whether it committed
+STORED_AT = (
+    f"SELECT originator_id, originator_version, state, notification_id FROM {EVENTS_TABLE}"
+    " WHERE (originator_id, originator_version) IN"
+    " (SELECT * FROM unnest(%s::uuid[], %s::bigint[]))"
+)
+# the library's retry of a save whose connection failed (its @retry on insert_events)
+SAVE_ATTEMPTS, RETRY_WAIT_SECONDS = 10, 0.2
 
 
 class CheckedRecorder(PostgresApplicationRecorder):
@@ -76,6 +86,12 @@ class CheckedRecorder(PostgresApplicationRecorder):
     setup) would otherwise miss a concurrent change. It runs after the table lock, so no other
     save can commit in between; a moved stream raises IntegrityError, as a version conflict
     does, and the command is decided again from fresh state.
+
+    A save whose connection fails is sent again, as the library does. If the failure came after
+    the server ran the COMMIT (the answer was lost), sending it again would collide with its own
+    events and report a conflict: the booking made, the caller told it was refused. So every
+    retry first looks at the positions the save writes to; when the events there are this
+    save's (same ciphertext: each encryption has a fresh nonce), the save is done.
     """
 
     def insert_events(
@@ -85,9 +101,33 @@ class CheckedRecorder(PostgresApplicationRecorder):
             raise ValueError("POSTGRES_ENABLE_DB_FUNCTIONS skips the table lock and the check")
         if not stored_events:
             return super().insert_events(stored_events, **kwargs)  # type: ignore[no-any-return]
-        return self._insert_in_one_round_trip(stored_events, **kwargs)  # type: ignore[no-any-return]
+        for attempt in range(1, SAVE_ATTEMPTS + 1):
+            try:
+                if attempt > 1:
+                    ids = self._ids_if_stored(stored_events)
+                    if ids is not None:
+                        return ids  # the failed attempt had committed
+                return self._insert_in_one_round_trip(stored_events, **kwargs)
+            except (InterfaceError, OperationalError):
+                if attempt == SAVE_ATTEMPTS:
+                    raise
+                time.sleep(RETRY_WAIT_SECONDS * (1 + 0.1 * (random.random() - 0.5)))
+        raise AssertionError("unreachable")
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _ids_if_stored(self, stored_events: Sequence[StoredEvent]) -> list[int] | None:
+        """The notification ids of these very events if a previous attempt stored them."""
+        keys = [(e.originator_id, e.originator_version) for e in stored_events]
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(STORED_AT, ([k[0] for k in keys], [k[1] for k in keys]))
+            rows = {(r["originator_id"], r["originator_version"]): r for r in curs.fetchall()}
+        found = [rows.get(k) for k in keys]
+        if all(
+            row is not None and bytes(row["state"]) == event.state
+            for row, event in zip(found, stored_events, strict=True)
+        ):
+            return [row["notification_id"] for row in found if row is not None]
+        return None  # not stored, or stored by another save: sending it again says which
+
     def _insert_in_one_round_trip(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:

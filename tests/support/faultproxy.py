@@ -1,0 +1,145 @@
+"""A TCP proxy between a client and PostgreSQL that cuts a connection at a chosen moment, as a
+network failure would. Nothing is faked: the server runs every statement it receives, and the
+client sees the connection drop exactly as it would if a cable were pulled.
+
+``cut_before(marker)``: the next client message holding ``marker`` is not forwarded; the server
+never runs it. ``cut_after_commit(marker)``: the next client message holding ``marker`` is
+forwarded, the server runs it and answers up to ReadyForQuery (so a COMMIT in it has committed),
+and that answer is thrown away instead of reaching the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+from psycopg.conninfo import conninfo_to_dict
+
+READY_FOR_QUERY = b"Z\x00\x00\x00\x05"  # then one status byte: I, T or E
+
+
+class FaultProxy:
+    def __init__(self, url: str) -> None:
+        params = conninfo_to_dict(url)
+        host, port = str(params.get("host") or "localhost"), int(params.get("port") or 5432)
+        self._target: tuple[int, str | tuple[str, int]] = (
+            (socket.AF_UNIX, f"{host}/.s.PGSQL.{port}")
+            if host.startswith("/")
+            else (socket.AF_INET, (host, port))
+        )
+        self._params = {k: str(v) for k, v in params.items() if k not in ("host", "port")}
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._lock = threading.Lock()
+        self._armed: tuple[str, bytes] | None = None
+        self.fired = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        """The same database, reached through this proxy."""
+        return f"postgresql://127.0.0.1:{self.port}/?{urlencode(self._params)}"
+
+    def cut_before(self, marker: bytes) -> None:
+        self._arm("before", marker)
+
+    def cut_after_commit(self, marker: bytes) -> None:
+        self._arm("after", marker)
+
+    def _arm(self, mode: str, marker: bytes) -> None:
+        with self._lock:
+            self._armed, self.fired = (mode, marker), threading.Event()
+
+    def _take(self, data: bytes) -> str | None:
+        """The armed mode, disarmed, if this client message is the one to cut."""
+        with self._lock:
+            if self._armed is None or self._armed[1] not in data:
+                return None
+            mode, self._armed = self._armed[0], None
+            return mode
+
+    def close(self) -> None:
+        self._listener.close()
+        with self._lock:
+            for s in self._sockets:
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            server = socket.socket(self._target[0], socket.SOCK_STREAM)
+            try:
+                server.connect(self._target[1])
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, server]
+            link = _Link(self, client, server)
+            threading.Thread(target=link.client_to_server, daemon=True).start()
+            threading.Thread(target=link.server_to_client, daemon=True).start()
+
+
+class _Link:
+    """One client connection and its server connection."""
+
+    def __init__(self, proxy: FaultProxy, client: socket.socket, server: socket.socket) -> None:
+        self.proxy, self.client, self.server = proxy, client, server
+        self.swallow_reply = threading.Event()
+
+    def cut(self) -> None:
+        for s in (self.client, self.server):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+        self.proxy.fired.set()
+
+    def client_to_server(self) -> None:
+        for data in _chunks(self.client):
+            mode = self.proxy._take(data)
+            if mode == "before":
+                self.cut()
+                return
+            if mode == "after":
+                self.swallow_reply.set()
+            try:
+                self.server.sendall(data)
+            except OSError:
+                return
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_WR)
+
+    def server_to_client(self) -> None:
+        held = b""
+        for data in _chunks(self.server):
+            if self.swallow_reply.is_set():
+                held += data  # until the server says it is ready: the COMMIT has run
+                if READY_FOR_QUERY in held[-7:] or READY_FOR_QUERY in held:
+                    self.cut()
+                    return
+                continue
+            try:
+                self.client.sendall(data)
+            except OSError:
+                return
+        with contextlib.suppress(OSError):
+            self.client.shutdown(socket.SHUT_WR)
+
+
+def _chunks(sock: socket.socket) -> Iterator[bytes]:
+    while True:
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            return
+        if not data:
+            return
+        yield data

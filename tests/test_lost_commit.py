@@ -1,0 +1,95 @@
+"""A save whose COMMIT reached the server but whose answer was lost on the way back.
+
+The recorder retries a save whose connection failed. Had it simply sent the save again, the
+second try would collide with the events the first one stored, and the caller would hear
+"conflict": the Executor would decide again, find the slot taken (by this very booking) and
+answer 409, while the appointment exists. The recorder finds its own events instead, by their
+ciphertext (a fresh nonce each time, so no other save stores the same bytes), and reports the
+save as done. A save whose connection failed before the server ran it is simply sent again.
+
+The connection is cut by a TCP proxy between the store and a real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from booking.schema import prepare_database
+from booking.store import SchedulingApp, open_store
+from tests.booking_helpers import book_nth, new_day
+from tests.support.faultproxy import FaultProxy
+
+
+@pytest.fixture(scope="module")
+def stores(database: tuple[str, str]) -> Iterator[tuple[SchedulingApp, SchedulingApp, FaultProxy]]:
+    """A store reaching the database through the proxy, and one reaching it directly."""
+    runtime_url, admin_url = database
+    key = base64.b64encode(os.urandom(32)).decode()
+    prepare_database(admin_url, runtime_url, key)
+    proxy = FaultProxy(runtime_url)
+    through = open_store(proxy.url, key, pool_size=1, max_overflow=0)
+    direct = open_store(runtime_url, key)
+    yield through, direct, proxy
+    through.close()
+    direct.close()
+    proxy.close()
+
+
+def stored_count(store: SchedulingApp, stream_id: object) -> int:
+    return len(list(store.recorder.select_events(stream_id)))  # type: ignore[arg-type]
+
+
+def test_a_save_whose_commit_answer_is_lost_is_reported_done_and_stored_once(
+    stores: tuple[SchedulingApp, SchedulingApp, FaultProxy],
+) -> None:
+    through, direct, proxy = stores
+    day = new_day(through)
+    first = through.repository.get(day.id)
+    book_nth(first, 1)
+    proxy.cut_after_commit(b"COMMIT")
+    (recording,) = through.save(first)  # no IntegrityError: the first try committed
+    assert proxy.fired.is_set()
+    assert stored_count(direct, day.id) == 2  # created, booked: once each
+    assert direct.versions([day.id]).of(day.id) == 2
+    position = direct.recorder.max_notification_id()
+    assert recording.notification.id <= position
+    stored = direct.recorder.select_notifications(recording.notification.id, 1)
+    assert stored[0].originator_id == day.id and stored[0].originator_version == 2
+
+
+def test_a_save_cut_before_the_server_ran_it_is_sent_again(
+    stores: tuple[SchedulingApp, SchedulingApp, FaultProxy],
+) -> None:
+    through, direct, proxy = stores
+    day = new_day(through)
+    first = through.repository.get(day.id)
+    book_nth(first, 1)
+    proxy.cut_before(b"COMMIT")
+    through.save(first)
+    assert proxy.fired.is_set()
+    assert stored_count(direct, day.id) == 2
+    assert direct.versions([day.id]).of(day.id) == 2
+
+
+def test_a_lost_answer_to_a_save_that_collided_is_still_a_conflict(
+    stores: tuple[SchedulingApp, SchedulingApp, FaultProxy],
+) -> None:
+    """The server refused the save (another one took the version); the answer is lost. The
+    events found at that version are not this save's: the caller hears "conflict"."""
+    from eventsourcing.persistence import IntegrityError
+
+    through, direct, proxy = stores
+    day = new_day(through)
+    mine, theirs = through.repository.get(day.id), direct.repository.get(day.id)
+    book_nth(theirs, 2)
+    direct.save(theirs)
+    book_nth(mine, 1)
+    proxy.cut_after_commit(b"COMMIT")
+    with pytest.raises(IntegrityError):
+        through.save(mine)
+    assert proxy.fired.is_set()
+    assert stored_count(direct, day.id) == 2
