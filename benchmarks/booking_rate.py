@@ -1,7 +1,8 @@
 """Booking throughput side by side on one database, at one concurrency, one phase at a time:
 
   http    POST /v1/agent/bookings {slot_id} through uvicorn (api.app:create_app): --replicas API
-          processes, each client keeping to one of them (client i to replica i mod N)
+          processes, each client keeping to one of them (client i to replica i mod N), or with
+          --no-affinity sending to each replica in turn
   save    bare app.save of what a booking writes: new Appointment, ConfirmationCode and
           IdempotentRequest, +1 event on a ProviderDay and a Patient kept in memory (no reads)
   insert  plain single-row INSERT + COMMIT with psycopg, one connection per thread
@@ -351,21 +352,27 @@ def setup_tenant(base: str, admin_token: str, clients: int, first: date) -> list
     return agents
 
 
-def http_op(stack: ExitStack, base: str, agent: str, i: int, first: date) -> Op:
-    """One keep-alive connection per client thread, through the standard library's HTTP client.
+def http_op(stack: ExitStack, bases: list[str], agent: str, i: int, first: date) -> Op:
+    """Keep-alive connections through the standard library's HTTP client: one to each of
+    ``bases``, taken in turn (one base: every request to the same replica).
 
     The load generator shares the machine with the server and the database: a lighter client
     (http.client costs a fraction of httpx per request) leaves the CPU to what is measured.
     """
-    url = urlsplit(base)
-    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=60)
-    conn.connect()
-    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    stack.callback(conn.close)
+    conns = []
+    for base in bases:
+        url = urlsplit(base)
+        c = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=60)
+        c.connect()
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        stack.callback(c.close)
+        conns.append(c)
+    turns = itertools.cycle(conns)
     slots = slot_ids(f"dr-{i}", first)
     encoder = msgspec.json.Encoder()
 
     def op() -> str | None:
+        conn = next(turns)
         body = encoder.encode({"patient_ref": f"pat-{i}", "slot_id": next(slots)})
         headers = {
             "Authorization": f"Bearer {agent}",
@@ -593,6 +600,12 @@ def main() -> None:
         " keeps to replica i mod N",
     )
     p.add_argument(
+        "--no-affinity",
+        action="store_true",
+        help="each client sends its requests to every replica in turn, as a load balancer"
+        " without affinity would: a replica's caches then lag the other's writes",
+    )
+    p.add_argument(
         "--projector",
         choices=("separate", "in-api"),
         default="separate",
@@ -611,7 +624,8 @@ def main() -> None:
     key = os.environ.get("BOOKING_CIPHER_KEY") or base64.b64encode(os.urandom(32)).decode()
     cpus = f"{os.cpu_count()} (usable {len(os.sched_getaffinity(0))})"
     print(
-        f"CPUs: {cpus}; clients: {args.clients}; API replicas: {args.replicas};"
+        f"CPUs: {cpus}; clients: {args.clients}; API replicas: {args.replicas}"
+        f" ({'no affinity' if args.no_affinity else 'each client to one'});"
         f" projection worker: {args.projector}",
         flush=True,
     )
@@ -638,7 +652,13 @@ def main() -> None:
             agents = setup_tenant(servers[0][0], admin_token, args.clients, first)
             print("setup done; waiting 11s for idle backends to flush their statistics", flush=True)
             time.sleep(11)
-            bases = [servers[i % len(servers)][0] for i in range(args.clients)]
+            everyone = [base for base, _ in servers]
+            bases = [
+                everyone[i % len(everyone) :] + everyone[: i % len(everyone)]
+                if args.no_affinity
+                else [everyone[i % len(everyone)]]
+                for i in range(args.clients)
+            ]
             ops = [http_op(stack, bases[i], agents[i], i, first) for i in range(args.clients)]
             return Load(ops, process_cpu([pid for _, pid in servers]))
 

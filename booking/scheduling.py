@@ -31,6 +31,7 @@ from booking.calendar import (
 from booking.clock import Clock
 from booking.codes import new_code, normalise_code
 from booking.commands import Decision, Executor, IdempotencyKey, Plan
+from booking.contention import RecentlyMoved
 from booking.days import ProviderDay
 from booking.errors import (
     BookingError,
@@ -113,6 +114,7 @@ class Scheduling:
         self.executor = executor
         self.clock = clock
         self.hold_ttl = timedelta(seconds=hold_ttl)
+        self.moved = RecentlyMoved(clock)
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -312,7 +314,8 @@ class Scheduling:
         provider disagree, the day is read on its own (``Versions.knows`` tells).
 
         ``trust_cache``: when this process's caches hold every one of those streams, their
-        versions are used instead of the query (see ``_optimistic``).
+        versions are used instead of the query (see ``_optimistic``), unless the patient or the
+        day was lately found written by another process (``booking.contention``).
         """
         ids = [Patient.create_id(scope.tenant_id, patient_ref)]
         setup_ids: list[UUID] = []
@@ -323,13 +326,18 @@ class Scheduling:
             if provider is not None:
                 date = ref.start.astimezone(zone(provider.timezone)).date().isoformat()
                 ids.append(ProviderDay.create_id(scope.tenant_id, ref.provider_id, date))
-        if trust_cache:
+        if trust_cache and not self.moved.any(ids):
             held = {i: self.store.cached_version(i) for i in ids}
             held.update({i: self.setup.cached_version(i) for i in setup_ids})
             if None not in held.values():
                 found = {i: v for i, v in held.items() if v is not None}
                 return Versions(frozenset(found), found, cached=True)
-        return self.store.versions([*ids, *setup_ids])
+        versions = self.store.versions([*ids, *setup_ids])
+        # the streams a booking writes (setup changes seldom; one collision refreshes it)
+        self.moved.note(
+            {i: versions.found[i] for i in ids if i in versions.found}, self.store.cached_version
+        )
+        return versions
 
     def _optimistic(
         self,

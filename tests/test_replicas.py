@@ -261,3 +261,26 @@ def test_holds_one_after_another_on_a_day_decide_on_the_cache_without_colliding(
             201,
         )
         assert replica_b.spy.saves == [None] and replica_b.spy.versions == 0
+
+
+def test_without_affinity_a_replica_asks_the_store_first_once_its_cache_was_behind(
+    live_server: LiveServer, tenant: Tenant, practice: Practice, replica_b: Replica
+) -> None:
+    """Behind a load balancer without affinity the replicas take turns on a patient and a day:
+    after one collision B reads the versions first for those streams instead of colliding at
+    every turn, and trusts its cache again once it has been right for the window."""
+    slots = slots_of_one_day(live_server, tenant, practice, days_from=8)
+    assert len(slots) >= 6
+    warm(replica_b, tenant, "pat-2", slots[0])
+    with live_server.client() as a:
+        book(a, tenant, "pat-2", slots[1])  # B's cached patient and day are a version behind
+        book(replica_b.client, tenant, "pat-2", slots[2])
+        assert replica_b.spy.saves == ["IntegrityError", None] and replica_b.spy.versions == 1
+        book(a, tenant, "pat-2", slots[3])  # behind again
+        replica_b.spy.reset()
+        book(replica_b.client, tenant, "pat-2", slots[4])
+        assert replica_b.spy.saves == [None] and replica_b.spy.versions == 1  # no collision
+    live_server.clock.advance(seconds=31)  # the window passes with B's cache right
+    replica_b.spy.reset()
+    book(replica_b.client, tenant, "pat-2", slots[5])
+    assert replica_b.spy.saves == [None] and replica_b.spy.versions == 0
