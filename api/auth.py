@@ -11,6 +11,7 @@ import msgspec
 from litestar import Request
 from litestar.concurrency import sync_to_thread
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
@@ -95,7 +96,7 @@ async def note_attempted_patient(connection: ASGIConnection[Any, Any, Any, Any])
         note(connection, patient_ref=patient_ref.lower())  # type: ignore[arg-type]
 
 
-def provide_scope(request: Request[Any, Any, Any], services: Services) -> Scope:
+def provide_scope(request: Request[Any, Any, Any], services: NamedDependency[Services]) -> Scope:
     """The Scope the guard left on the request. It takes ``services`` only to be resolved after
     it: litestar resolves the dependencies of one level together in an anyio task group, which
     cost about 6% of an API worker's time per request (py-spy, benchmarks/booking_rate.py)."""

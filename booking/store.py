@@ -17,7 +17,12 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
@@ -91,7 +96,9 @@ class CheckedRecorder(PostgresApplicationRecorder):
     the server ran the COMMIT (the answer was lost), sending it again would collide with its own
     events and report a conflict: the booking made, the caller told it was refused. So every
     retry first looks at the positions the save writes to; when the events there are this
-    save's (same ciphertext: each encryption has a fresh nonce), the save is done.
+    save's (same ciphertext: each encryption has a fresh nonce), the save is done. A retry that
+    collides looks once more: the lost attempt may have been queued for the table lock when we
+    first looked, and committed while the retry waited behind it.
     """
 
     def insert_events(
@@ -108,6 +115,12 @@ class CheckedRecorder(PostgresApplicationRecorder):
                     if ids is not None:
                         return ids  # the failed attempt had committed
                 return self._insert_in_one_round_trip(stored_events, **kwargs)
+            except IntegrityError:
+                # The failed attempt may have reached the server and still been waiting for the
+                # table lock when we looked; this attempt's LOCK waited for it to commit
+                if attempt > 1 and (ids := self._ids_if_stored(stored_events)) is not None:
+                    return ids
+                raise
             except (InterfaceError, OperationalError):
                 if attempt == SAVE_ATTEMPTS:
                     raise

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from booking.schema import prepare_database
-from booking.store import SchedulingApp, open_store
+from booking.store import EVENTS_TABLE, SchedulingApp, open_store
 from tests.booking_helpers import book_nth, new_day
 from tests.support.faultproxy import FaultProxy
 
@@ -93,3 +95,23 @@ def test_a_lost_answer_to_a_save_that_collided_is_still_a_conflict(
         through.save(mine)
     assert proxy.fired.is_set()
     assert stored_count(direct, day.id) == 2
+
+
+def test_a_lost_save_the_server_commits_only_after_the_retry_looked_is_still_done(
+    stores: tuple[SchedulingApp, SchedulingApp, FaultProxy], database: tuple[str, str]
+) -> None:
+    """The lost attempt reached the server but waited for the table lock (another save held
+    it), so the retry's first look found nothing; the retry then queued behind it, and collided
+    with its events once it committed. That collision is looked at again (found in review)."""
+    through, direct, proxy = stores
+    day = new_day(through)
+    first = through.repository.get(day.id)
+    book_nth(first, 1)
+    with psycopg.connect(database[1]) as blocker:
+        blocker.execute(f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE")  # another save's turn
+        threading.Timer(1.0, blocker.rollback).start()
+        proxy.cut_client_after(b"COMMIT")
+        through.save(first)  # no IntegrityError
+    assert proxy.fired.is_set()
+    assert stored_count(direct, day.id) == 2
+    assert direct.versions([day.id]).of(day.id) == 2

@@ -5,7 +5,13 @@ client sees the connection drop exactly as it would if a cable were pulled.
 ``cut_before(marker)``: the next client message holding ``marker`` is not forwarded; the server
 never runs it. ``cut_after_commit(marker)``: the next client message holding ``marker`` is
 forwarded, the server runs it and answers up to ReadyForQuery (so a COMMIT in it has committed),
-and that answer is thrown away instead of reaching the client.
+and that answer is thrown away instead of reaching the client. ``cut_client_after(marker)``: the
+message is forwarded and the client's side is cut at once, while the server's side stays open:
+the server runs the message whenever it gets to it (after a lock wait, say), answering no one.
+
+Markers are matched in the bytes the client sends: a statement psycopg has prepared (after
+five runs on one connection) travels by name, without its text. Tests arm the proxy for a
+statement a fresh connection sends, and check ``fired``.
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ class FaultProxy:
 
     def cut_after_commit(self, marker: bytes) -> None:
         self._arm("after", marker)
+
+    def cut_client_after(self, marker: bytes) -> None:
+        self._arm("client", marker)
 
     def _arm(self, mode: str, marker: bytes) -> None:
         with self._lock:
@@ -114,6 +123,12 @@ class _Link:
                 self.server.sendall(data)
             except OSError:
                 return
+            if mode == "client":
+                with contextlib.suppress(OSError):
+                    self.client.shutdown(socket.SHUT_RDWR)
+                self.client.close()
+                self.proxy.fired.set()
+                return  # the server's side stays open until the server is done with it
         with contextlib.suppress(OSError):
             self.server.shutdown(socket.SHUT_WR)
 
@@ -121,8 +136,8 @@ class _Link:
         held = b""
         for data in _chunks(self.server):
             if self.swallow_reply.is_set():
-                held += data  # until the server says it is ready: the COMMIT has run
-                if READY_FOR_QUERY in held[-7:] or READY_FOR_QUERY in held:
+                held = held[-16:] + data  # until the server is ready: the COMMIT has run
+                if READY_FOR_QUERY in held:
                     self.cut()
                     return
                 continue
