@@ -6,7 +6,7 @@ mode the API uses (``hook``: coroutines on one event loop awaiting the entry, th
 ``api/auditing.py`` does it for that version) or plain threads calling ``append`` (``threads``).
 It reports appends/s, CPU milliseconds per append of this Python process (every thread) and of
 the PostgreSQL server (postmaster and all its children), and verifies every chain at the end.
-Only the ratios mean anything (docs/architecture.md, "Performance facts"). From the repo root:
+Only the ratios mean anything (README.md, "Throughput"). From the repo root:
 
     .venv/bin/python benchmarks/audit_rate.py --rounds 3 --seconds 5
 """

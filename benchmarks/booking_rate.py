@@ -7,7 +7,7 @@
           IdempotentRequest, +1 event on a ProviderDay and a Patient kept in memory (no reads)
   insert  plain single-row INSERT + COMMIT with psycopg, one connection per thread
 
-Only the ratios mean anything (docs/architecture.md, "Performance facts"). Each phase also reports
+Only the ratios mean anything (README.md, "Throughput"). Each phase also reports
 the CPU its application processes spent per operation inside the measured window (the uvicorn
 replicas; the bare save's own process or processes), and the whole machine's: rates move with
 whatever else the machine runs, CPU per operation much less. From the repo root:
@@ -109,14 +109,16 @@ def own_cpu() -> float:
 
 
 def machine_cpu() -> float:
-    """CPU seconds all cores spent not idle, from /proc/stat (0.0 where there is none)."""
+    """CPU seconds all cores spent running this machine's work, from /proc/stat (0.0 where there
+    is none): user, nice, system, irq and softirq; not idle, iowait, nor steal (time the
+    hypervisor gave a neighbour)."""
     try:
         with open("/proc/stat") as f:
             fields = [int(x) for x in f.readline().split()[1:]]
     except OSError:
         return 0.0
-    idle = fields[3] + fields[4]  # idle, iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(
@@ -137,10 +139,14 @@ def measure(
     start, end = begin + warmup, begin + warmup + seconds
 
     def sample() -> None:
-        time.sleep(max(0.0, start - time.time()))
-        app, machine = probe(), machine_cpu()
-        time.sleep(max(0.0, end - time.time()))
-        result.app_cpu, result.machine_cpu = probe() - app, machine_cpu() - machine
+        try:
+            time.sleep(max(0.0, start - time.time()))
+            app, machine = probe(), machine_cpu()
+            time.sleep(max(0.0, end - time.time()))
+            result.app_cpu, result.machine_cpu = probe() - app, machine_cpu() - machine
+        except OSError as exc:  # a server gone: its CPU is unknown, not zero
+            result.app_cpu = result.machine_cpu = float("nan")
+            print(f"[{name}] CPU not measured: {exc}", flush=True)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -285,17 +291,18 @@ def start_servers(
         servers.append((proc, f"http://127.0.0.1:{port}"))
     deadline = time.monotonic() + 60
     for proc, base in servers:
-        while proc.poll() is None:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server did not come up (exit status {proc.poll()})")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server {proc.pid} did not answer /health in 60s")
             try:
                 if httpx.get(base + "/health", timeout=2).status_code == 200:
                     print(f"server process {proc.pid} listening on {base}", flush=True)
                     break
             except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server {proc.pid} did not come up in 60s") from None
-                time.sleep(0.2)
-        else:
-            raise RuntimeError(f"the server did not come up (exit status {proc.poll()})")
+                pass
+            time.sleep(0.2)
     return [(base, proc.pid) for proc, base in servers]
 
 
@@ -566,7 +573,7 @@ def report(results: list[Result], replicas: int) -> None:
         ("save", "insert", "bare-save / insert", ""),
         ("http", "insert", "HTTP / insert", ""),
     ]
-    print(f"\n{'':<22}{'rate':>7}{'app CPU/op':>12}{'machine CPU/op':>16}")
+    print(f"\n{'':<22}{'rate':>7}{'app ops/CPU-s':>15}{'machine ops/CPU-s':>19}")
     for a, b, label, note in pairs:
         if a in by_key and b in by_key:
             x, y = by_key[a], by_key[b]
@@ -574,12 +581,12 @@ def report(results: list[Result], replicas: int) -> None:
             # the inverse of the CPU per op: how many ops the same CPU buys, as the rate is
             app = y.per_op_ms(y.app_cpu) / max(x.per_op_ms(x.app_cpu), 1e-9)
             machine = y.per_op_ms(y.machine_cpu) / max(x.per_op_ms(x.machine_cpu), 1e-9)
-            print(f"{label:<22}{rate:7.3f}{app:12.3f}{machine:16.3f}   {note}")
+            print(f"{label:<22}{rate:7.3f}{app:15.3f}{machine:19.3f}   {note}")
     print(
-        "(target: HTTP / bare-save >= 0.70. The CPU columns are ops per CPU second, as ratios:"
-        " what each costs\n the application's processes, and the whole machine (the database,"
-        " the projection worker and\n the load generator included). tx/op: database transactions"
-        " per operation, warm-up included.)"
+        "(target: HTTP / bare-save >= 0.70. ops/CPU-s: operations per CPU second, as ratios like"
+        " the rate's\n (the inverse of CPU ms/op): of the application's processes, and of the"
+        " whole machine (the database,\n the projection worker and the load generator included)."
+        " tx/op: database transactions per operation,\n warm-up included.)"
     )
 
 

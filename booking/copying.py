@@ -3,7 +3,7 @@
 The repository hands every command a deep copy of the cached aggregate, so a refused or
 conflicting command cannot corrupt the cache. ``copy.deepcopy`` rebuilds each datetime, UUID and
 string through ``__reduce_ex__``; ours shares the immutable values, rebuilds the containers
-(dict, list, set) and falls back to ``copy.deepcopy`` for anything else, so the copy is as deep
+(dict, list) and falls back to ``copy.deepcopy`` for anything else, so the copy is as deep
 as before and as independent. A container holding only immutable values is copied in C
 (``list(value)``, ``dict(value)``) after a C-level check of its item types: a patient's list of
 appointment ids grows with its history, and every command on the patient copies it.

@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.cryptography import AESCipher
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
@@ -360,5 +361,11 @@ def open_store(
         raise ValueError(
             "SCHEDULING_POSTGRES_ENABLE_DB_FUNCTIONS is set: the service's saves rely on the "
             "table lock and the unchanged-streams check it would skip; unset it"
+        )
+    if not isinstance(app.mapper.cipher, AESCipher):
+        app.close()  # PHI at rest, and a lost save telling itself apart by its nonce, need it
+        raise ValueError(
+            "the event store must encrypt with eventsourcing's AESCipher; a SCHEDULING_"
+            "CIPHER_TOPIC in the environment replaced it: unset it"
         )
     return app

@@ -76,3 +76,27 @@ def test_db_functions_set_in_the_environment_are_refused(
     runtime_url, _ = database
     with pytest.raises(ValueError, match="ENABLE_DB_FUNCTIONS"):
         open_store(runtime_url, base64.b64encode(os.urandom(32)).decode())
+
+
+class PlainText:
+    """A "cipher" that stores what it is given."""
+
+    def __init__(self, environment: object) -> None:
+        pass
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        return plaintext
+
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        return ciphertext
+
+
+def test_a_cipher_replaced_from_the_environment_is_refused(
+    database: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events hold PHI, and a save that lost its answer tells its own events apart by the
+    cipher's fresh nonce: the store refuses to open without eventsourcing's AESCipher."""
+    monkeypatch.setenv("SCHEDULING_CIPHER_TOPIC", f"{__name__}:PlainText")
+    runtime_url, _ = database
+    with pytest.raises(ValueError, match="AESCipher"):
+        open_store(runtime_url, base64.b64encode(os.urandom(32)).decode())
