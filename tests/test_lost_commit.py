@@ -115,3 +115,19 @@ def test_a_lost_save_the_server_commits_only_after_the_retry_looked_is_still_don
     assert proxy.fired.is_set()
     assert stored_count(direct, day.id) == 2
     assert direct.versions([day.id]).of(day.id) == 2
+
+
+def test_the_proxy_finds_a_statement_psycopg_sends_by_name_only(
+    stores: tuple[SchedulingApp, SchedulingApp, FaultProxy],
+) -> None:
+    """After five runs on one connection psycopg prepares a statement and sends its name alone;
+    the proxy still knows which SQL it runs (the tests above rely on it)."""
+    through, direct, proxy = stores
+    for _ in range(6):
+        day = new_day(through)  # the save's statements run on the pool's one connection
+    first = through.repository.get(day.id)
+    book_nth(first, 1)
+    proxy.cut_after_commit(b"COMMIT")
+    through.save(first)
+    assert proxy.fired.is_set()
+    assert stored_count(direct, day.id) == 2

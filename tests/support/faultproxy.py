@@ -9,9 +9,9 @@ and that answer is thrown away instead of reaching the client. ``cut_client_afte
 message is forwarded and the client's side is cut at once, while the server's side stays open:
 the server runs the message whenever it gets to it (after a lock wait, say), answering no one.
 
-Markers are matched in the bytes the client sends: a statement psycopg has prepared (after
-five runs on one connection) travels by name, without its text. Tests arm the proxy for a
-statement a fresh connection sends, and check ``fired``.
+Markers are matched against the SQL a client message runs: simple queries, statements parsed,
+and statements psycopg prepared earlier (after five runs on a connection a statement travels by
+name only; the proxy remembers the names each connection parsed).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from psycopg.conninfo import conninfo_to_dict
 
 READY_FOR_QUERY = b"Z\x00\x00\x00\x05"  # then one status byte: I, T or E
+SSL_REQUEST, GSSENC_REQUEST = 80877103, 80877104  # answered with one byte; startup follows
 
 
 class FaultProxy:
@@ -63,10 +64,10 @@ class FaultProxy:
         with self._lock:
             self._armed, self.fired = (mode, marker), threading.Event()
 
-    def _take(self, data: bytes) -> str | None:
-        """The armed mode, disarmed, if this client message is the one to cut."""
+    def _take(self, sql: bytes) -> str | None:
+        """The armed mode, disarmed, if the SQL these client messages run is the one to cut."""
         with self._lock:
-            if self._armed is None or self._armed[1] not in data:
+            if self._armed is None or self._armed[1] not in sql:
                 return None
             mode, self._armed = self._armed[0], None
             return mode
@@ -103,6 +104,42 @@ class _Link:
     def __init__(self, proxy: FaultProxy, client: socket.socket, server: socket.socket) -> None:
         self.proxy, self.client, self.server = proxy, client, server
         self.swallow_reply = threading.Event()
+        self.pending = b""  # client bytes not yet a whole message
+        self.started = False  # past the startup message (which has no type byte)
+        self.parsed: dict[bytes, bytes] = {}  # prepared statement name -> its SQL
+
+    def sql_of(self, data: bytes) -> bytes:
+        """The SQL the whole client messages received so far run (PostgreSQL's v3 protocol):
+        Query texts, Parse texts, and the text behind each Bind's statement name."""
+        self.pending += data
+        texts = []
+        while True:
+            if not self.started:
+                if len(self.pending) < 8:
+                    break
+                length = int.from_bytes(self.pending[:4], "big")
+                if len(self.pending) < length:
+                    break
+                code = int.from_bytes(self.pending[4:8], "big")
+                self.pending = self.pending[length:]
+                self.started = code not in (SSL_REQUEST, GSSENC_REQUEST)
+                continue
+            if len(self.pending) < 5:
+                break
+            kind, length = self.pending[:1], int.from_bytes(self.pending[1:5], "big")
+            if len(self.pending) < 1 + length:
+                break
+            body, self.pending = self.pending[5 : 1 + length], self.pending[1 + length :]
+            if kind == b"Q":
+                texts.append(body)
+            elif kind == b"P":
+                name, query = body.split(b"\0", 2)[:2]
+                self.parsed[name] = query
+                texts.append(query)
+            elif kind == b"B":
+                statement = body.split(b"\0", 2)[1]
+                texts.append(self.parsed.get(statement, b""))
+        return b"\n".join(texts)
 
     def cut(self) -> None:
         for s in (self.client, self.server):
@@ -113,7 +150,7 @@ class _Link:
 
     def client_to_server(self) -> None:
         for data in _chunks(self.client):
-            mode = self.proxy._take(data)
+            mode = self.proxy._take(self.sql_of(data))
             if mode == "before":
                 self.cut()
                 return
