@@ -8,6 +8,10 @@ command is decided again: two saves under the table lock and the reads in betwee
 booking. Once a read of the store shows the cache behind on a stream, decisions touching that
 stream ask the store first for a while, and go back to trusting the cache when it has been
 right that long.
+
+"Another process" is what it is for; a thread of this one whose save has committed but not yet
+reached the cache looks the same, and marks the stream too. Either way the cost is a read of
+versions per decision for the window, never a decision on stale state.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from uuid import UUID
 from booking.clock import Clock
 
 WINDOW = timedelta(seconds=30)
-MAX_TRACKED = 100_000  # streams remembered at once; past it, the expired ones are dropped
+MAX_TRACKED = 100_000  # streams remembered at once; past it the expired go, or else all of them
 
 
 class RecentlyMoved:
@@ -44,5 +48,7 @@ class RecentlyMoved:
         with self._lock:
             if len(self._seen) >= MAX_TRACKED:
                 self._seen = {i: t for i, t in self._seen.items() if now - t < self.window}
+                if len(self._seen) >= MAX_TRACKED // 2:
+                    self._seen = {}  # forgetting costs a collision each, never a wrong answer
             for i in behind:
                 self._seen[i] = now

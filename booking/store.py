@@ -111,18 +111,17 @@ class CheckedRecorder(PostgresApplicationRecorder):
             return super().insert_events(stored_events, **kwargs)  # type: ignore[no-any-return]
         for attempt in range(1, SAVE_ATTEMPTS + 1):
             try:
-                if attempt > 1:
-                    ids = self._ids_if_stored(stored_events)
-                    if ids is not None:
-                        return ids  # the failed attempt had committed
-                return self._insert_in_one_round_trip(stored_events, **kwargs)
-            except IntegrityError:
-                # The failed attempt may have reached the server and still been waiting for the
-                # table lock when we looked; this attempt's LOCK waited for it to commit
                 if attempt > 1 and (ids := self._ids_if_stored(stored_events)) is not None:
-                    return ids
-                raise
-            except (InterfaceError, OperationalError):
+                    return ids  # the failed attempt had committed
+                try:
+                    return self._insert_in_one_round_trip(stored_events, **kwargs)
+                except IntegrityError:
+                    # The failed attempt may have reached the server and still been waiting
+                    # for the table lock when we looked; this attempt's LOCK waited for it
+                    if attempt > 1 and (ids := self._ids_if_stored(stored_events)) is not None:
+                        return ids
+                    raise
+            except (InterfaceError, OperationalError):  # from a look too: the next one decides
                 if attempt == SAVE_ATTEMPTS:
                     raise
                 time.sleep(RETRY_WAIT_SECONDS * (1 + 0.1 * (random.random() - 0.5)))

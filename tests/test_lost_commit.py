@@ -15,7 +15,9 @@ from __future__ import annotations
 import base64
 import os
 import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -98,23 +100,54 @@ def test_a_lost_answer_to_a_save_that_collided_is_still_a_conflict(
 
 
 def test_a_lost_save_the_server_commits_only_after_the_retry_looked_is_still_done(
-    stores: tuple[SchedulingApp, SchedulingApp, FaultProxy], database: tuple[str, str]
+    stores: tuple[SchedulingApp, SchedulingApp, FaultProxy],
+    database: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The lost attempt reached the server but waited for the table lock (another save held
     it), so the retry's first look found nothing; the retry then queued behind it, and collided
     with its events once it committed. That collision is looked at again (found in review)."""
     through, direct, proxy = stores
+    recorder: Any = through.recorder
+    looks: list[list[int] | None] = []
+    look = recorder._ids_if_stored
+
+    def recorded_look(stored_events: Any) -> list[int] | None:
+        looks.append(look(stored_events))
+        return looks[-1]
+
+    monkeypatch.setattr(recorder, "_ids_if_stored", recorded_look)
     day = new_day(through)
     first = through.repository.get(day.id)
     book_nth(first, 1)
-    with psycopg.connect(database[1]) as blocker:
+    with psycopg.connect(database[1], autocommit=True) as blocker:
+        blocker.execute("BEGIN")
         blocker.execute(f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE")  # another save's turn
-        threading.Timer(1.0, blocker.rollback).start()
+        released = threading.Thread(target=release_when_two_wait, args=(database[1], blocker))
+        released.start()
         proxy.cut_client_after(b"COMMIT")
         through.save(first)  # no IntegrityError
+        released.join()
     assert proxy.fired.is_set()
+    assert looks[0] is None and looks[-1] is not None and len(looks) == 2  # found at the second
     assert stored_count(direct, day.id) == 2
     assert direct.versions([day.id]).of(day.id) == 2
+
+
+def release_when_two_wait(admin_url: str, blocker: psycopg.Connection[Any]) -> None:
+    """End the blocking transaction once the lost attempt and the retry both wait for the
+    table lock (or after 20 s, when the test's assertions will say what went wrong)."""
+    with psycopg.connect(admin_url, autocommit=True) as watcher:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            row = watcher.execute(
+                "SELECT count(*) FROM pg_locks WHERE relation = %s::regclass AND NOT granted",
+                (EVENTS_TABLE,),
+            ).fetchone()
+            if row is not None and row[0] >= 2:
+                break
+            time.sleep(0.02)
+    blocker.execute("COMMIT")
 
 
 def test_the_proxy_finds_a_statement_psycopg_sends_by_name_only(

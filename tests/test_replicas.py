@@ -38,7 +38,7 @@ def tenant(live_server: LiveServer) -> Tenant:
 @pytest.fixture(scope="module")
 def practice(live_server: LiveServer, tenant: Tenant) -> Practice:
     return setup_practice(
-        live_server, tenant, patients=("pat-1", "pat-2", "pat-3", "pat-4", "pat-5")
+        live_server, tenant, patients=("pat-1", "pat-2", "pat-3", "pat-4", "pat-5", "pat-6")
     )
 
 
@@ -271,16 +271,16 @@ def test_without_affinity_a_replica_asks_the_store_first_once_its_cache_was_behi
     every turn, and trusts its cache again once it has been right for the window."""
     slots = slots_of_one_day(live_server, tenant, practice, days_from=8)
     assert len(slots) >= 6
-    warm(replica_b, tenant, "pat-2", slots[0])
+    warm(replica_b, tenant, "pat-6", slots[0])
     with live_server.client() as a:
-        book(a, tenant, "pat-2", slots[1])  # B's cached patient and day are a version behind
-        book(replica_b.client, tenant, "pat-2", slots[2])
+        book(a, tenant, "pat-6", slots[1])  # B's cached patient and day are a version behind
+        book(replica_b.client, tenant, "pat-6", slots[2])
         assert replica_b.spy.saves == ["IntegrityError", None] and replica_b.spy.versions == 1
-        book(a, tenant, "pat-2", slots[3])  # behind again
+        book(a, tenant, "pat-6", slots[3])  # behind again
         replica_b.spy.reset()
-        book(replica_b.client, tenant, "pat-2", slots[4])
+        book(replica_b.client, tenant, "pat-6", slots[4])
         assert replica_b.spy.saves == [None] and replica_b.spy.versions == 1  # no collision
     live_server.clock.advance(seconds=31)  # the window passes with B's cache right
     replica_b.spy.reset()
-    book(replica_b.client, tenant, "pat-2", slots[5])
+    book(replica_b.client, tenant, "pat-6", slots[5])
     assert replica_b.spy.saves == [None] and replica_b.spy.versions == 0
