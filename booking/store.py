@@ -8,6 +8,7 @@ explicitly instead.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -354,17 +355,19 @@ def open_store(
         pool_size=pool_size,
         max_overflow=max_overflow,
     )
+    prefix = f"{APP_NAME.upper()}_"  # eventsourcing takes these over the settings below
+    overriding = sorted(k for k in os.environ if k.startswith(prefix))
+    if overriding:
+        raise ValueError(
+            f"{', '.join(overriding)} set in the environment: the service configures its event"
+            " store itself (from BOOKING_*), and these would silently override it; unset them"
+        )
     app = SchedulingApp(env=env)
-    if app.recorder.datastore.enable_db_functions:  # type: ignore[attr-defined]
-        app.close()  # a SCHEDULING_-prefixed variable in the environment wins over ours
-        raise ValueError(
-            "SCHEDULING_POSTGRES_ENABLE_DB_FUNCTIONS is set: the service's saves rely on the "
-            "table lock and the unchanged-streams check it would skip; unset it"
-        )
-    if not isinstance(app.mapper.cipher, AESCipher):
-        app.close()  # PHI at rest, and a lost save telling itself apart by its nonce, need it
-        raise ValueError(
-            "the event store must encrypt with eventsourcing's AESCipher; a SCHEDULING_"
-            "CIPHER_TOPIC in the environment replaced it: unset it"
-        )
+    # what every save relies on (CheckedRecorder), and PHI at rest, whatever the library made of
+    # the settings: db functions off (the table lock and the check), AES-GCM with fresh nonces
+    if app.recorder.datastore.enable_db_functions or not isinstance(  # type: ignore[attr-defined]
+        app.mapper.cipher, AESCipher
+    ):
+        app.close()
+        raise ValueError("the event store came up with db functions on or without AES-GCM")
     return app

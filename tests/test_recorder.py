@@ -74,7 +74,7 @@ def test_db_functions_set_in_the_environment_are_refused(
     application-prefixed variable before the settings the service passes."""
     monkeypatch.setenv("SCHEDULING_POSTGRES_ENABLE_DB_FUNCTIONS", "y")
     runtime_url, _ = database
-    with pytest.raises(ValueError, match="ENABLE_DB_FUNCTIONS"):
+    with pytest.raises(ValueError, match="SCHEDULING_POSTGRES_ENABLE_DB_FUNCTIONS"):
         open_store(runtime_url, base64.b64encode(os.urandom(32)).decode())
 
 
@@ -98,5 +98,21 @@ def test_a_cipher_replaced_from_the_environment_is_refused(
     cipher's fresh nonce: the store refuses to open without eventsourcing's AESCipher."""
     monkeypatch.setenv("SCHEDULING_CIPHER_TOPIC", f"{__name__}:PlainText")
     runtime_url, _ = database
-    with pytest.raises(ValueError, match="AESCipher"):
+    with pytest.raises(ValueError, match="SCHEDULING_CIPHER_TOPIC"):
+        open_store(runtime_url, base64.b64encode(os.urandom(32)).decode())
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["PERSISTENCE_MODULE", "CIPHER_KEY", "AGGREGATE_CACHE_FASTFORWARD", "IS_SNAPSHOTTING_ENABLED"],
+)
+def test_any_store_setting_overridden_from_the_environment_is_refused(
+    database: tuple[str, str], monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """eventsourcing reads SCHEDULING_<KEY> before the settings the service passes: another
+    recorder (no table lock, no check), another key (replicas unable to read each other's
+    events), no fast-forward, snapshots the service never reads. Each is refused by name."""
+    monkeypatch.setenv(f"SCHEDULING_{key}", "anything")
+    runtime_url, _ = database
+    with pytest.raises(ValueError, match=f"SCHEDULING_{key}"):
         open_store(runtime_url, base64.b64encode(os.urandom(32)).decode())
