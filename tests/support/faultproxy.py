@@ -6,8 +6,9 @@ client sees the connection drop exactly as it would if a cable were pulled.
 never runs it. ``cut_after_commit(marker)``: the next client message holding ``marker`` is
 forwarded, the server runs it and answers up to ReadyForQuery (so a COMMIT in it has committed),
 and that answer is thrown away instead of reaching the client. ``cut_client_after(marker)``: the
-message is forwarded and the client's side is cut at once, while the server's side stays open:
-the server runs the message whenever it gets to it (after a lock wait, say), answering no one.
+message is forwarded up to its pipeline's Sync, then the client's side is cut while the server's
+side stays open: the server runs the pipeline whenever it gets to it (after a lock wait, say),
+answering no one.
 
 Markers are matched against the SQL a client message runs: simple queries, statements parsed,
 and statements psycopg prepared earlier (after five runs on a connection a statement travels by
@@ -64,13 +65,16 @@ class FaultProxy:
         with self._lock:
             self._armed, self.fired = (mode, marker), threading.Event()
 
-    def _take(self, sql: bytes) -> str | None:
-        """The armed mode, disarmed, if the SQL these client messages run is the one to cut."""
+    def _take(self, statements: list[tuple[bytes, int]]) -> tuple[str | None, int]:
+        """The armed mode, disarmed, if one of these statements (SQL, and the count of Syncs
+        before it) is the one to cut; with that count."""
         with self._lock:
-            if self._armed is None or self._armed[1] not in sql:
-                return None
-            mode, self._armed = self._armed[0], None
-            return mode
+            if self._armed is not None:
+                for sql, syncs in statements:
+                    if self._armed[1] in sql:
+                        mode, self._armed = self._armed[0], None
+                        return mode, syncs
+        return None, 0
 
     def close(self) -> None:
         self._listener.close()
@@ -107,12 +111,14 @@ class _Link:
         self.pending = b""  # client bytes not yet a whole message
         self.started = False  # past the startup message (which has no type byte)
         self.parsed: dict[bytes, bytes] = {}  # prepared statement name -> its SQL
+        self.syncs = 0  # Sync messages received: each ends a pipeline
 
-    def sql_of(self, data: bytes) -> bytes:
+    def sql_of(self, data: bytes) -> list[tuple[bytes, int]]:
         """The SQL the whole client messages received so far run (PostgreSQL's v3 protocol):
-        Query texts, Parse texts, and the text behind each Bind's statement name."""
+        Query texts, Parse texts, and the text behind each Bind's statement name; each with the
+        number of Syncs the client had sent before it."""
         self.pending += data
-        texts = []
+        texts: list[tuple[bytes, int]] = []
         while True:
             if not self.started:
                 if len(self.pending) < 8:
@@ -131,15 +137,17 @@ class _Link:
                 break
             body, self.pending = self.pending[5 : 1 + length], self.pending[1 + length :]
             if kind == b"Q":
-                texts.append(body)
+                texts.append((body, self.syncs))
             elif kind == b"P":
                 name, query = body.split(b"\0", 2)[:2]
                 self.parsed[name] = query
-                texts.append(query)
+                texts.append((query, self.syncs))
             elif kind == b"B":
                 statement = body.split(b"\0", 2)[1]
-                texts.append(self.parsed.get(statement, b""))
-        return b"\n".join(texts)
+                texts.append((self.parsed.get(statement, b""), self.syncs))
+            elif kind == b"S":
+                self.syncs += 1
+        return texts
 
     def cut(self) -> None:
         for s in (self.client, self.server):
@@ -149,18 +157,22 @@ class _Link:
         self.proxy.fired.set()
 
     def client_to_server(self) -> None:
+        cut_client_after: int | None = None  # cut once the client sent more Syncs than this
         for data in _chunks(self.client):
-            mode = self.proxy._take(self.sql_of(data))
+            mode, syncs = self.proxy._take(self.sql_of(data))
             if mode == "before":
                 self.cut()
                 return
             if mode == "after":
                 self.swallow_reply.set()
+            if mode == "client":
+                cut_client_after = syncs
             try:
                 self.server.sendall(data)
             except OSError:
                 return
-            if mode == "client":
+            if cut_client_after is not None and self.syncs > cut_client_after:
+                # the statement's pipeline went whole, to its Sync: the server will run it
                 with contextlib.suppress(OSError):
                     self.client.shutdown(socket.SHUT_RDWR)
                 self.client.close()
