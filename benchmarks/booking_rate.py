@@ -24,16 +24,14 @@ import itertools
 import multiprocessing
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -50,9 +48,8 @@ import msgspec  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict  # noqa: E402
 
-from booking import embedded  # noqa: E402
+from benchmarks._common import CLOSE, MINUTES, OPEN, TYPE_ID, database, slot_ids  # noqa: E402
 from booking.appointments import Appointment  # noqa: E402
-from booking.calendar import Slot  # noqa: E402
 from booking.codes import new_code  # noqa: E402
 from booking.days import ProviderDay  # noqa: E402
 from booking.indexes import ConfirmationCode, IdempotentRequest  # noqa: E402
@@ -61,7 +58,6 @@ from booking.schema import prepare_database  # noqa: E402
 from booking.store import open_store  # noqa: E402
 
 Op = Callable[[], str | None]  # one operation: None on success, else a label for the failure
-TYPE_ID, MINUTES, OPEN, CLOSE = "bench", 15, 8, 20  # 48 slots a day, 08:00-20:00 UTC
 
 
 @dataclass
@@ -217,15 +213,6 @@ def phase(
     result.name, result.key = label, name
     result.xacts = xact_count(admin_url) - before
     return result
-
-
-def slot_ids(provider_id: str, first: date) -> Iterator[str]:
-    """Every slot of ``provider_id`` from ``first`` on, given the weekly hours we set."""
-    for day in (first + timedelta(days=n) for n in itertools.count()):
-        opening = datetime(day.year, day.month, day.day, OPEN, tzinfo=UTC)
-        for i in range((CLOSE - OPEN) * 60 // MINUTES):
-            s = opening + timedelta(minutes=i * MINUTES)
-            yield Slot(provider_id, TYPE_ID, s, s + timedelta(minutes=MINUTES)).slot_id
 
 
 def stop_process(proc: subprocess.Popen[bytes], what: str) -> None:
@@ -542,20 +529,6 @@ def insert_ops(stack: ExitStack, runtime_url: str, admin_url: str, clients: int)
     return [client() for _ in range(clients)]
 
 
-def database(stack: ExitStack, args: argparse.Namespace) -> tuple[str, str]:
-    if args.database_url or args.admin_database_url:
-        if not (args.database_url and args.admin_database_url):
-            raise SystemExit("give both --database-url and --admin-database-url, or neither")
-        return str(args.database_url), str(args.admin_database_url)
-    home = Path(tempfile.mkdtemp(prefix="booking-bench-"))
-    print(f"starting embedded PostgreSQL in {home}", flush=True)
-    server = embedded.start(home, delete_on_stop=True)
-    stack.callback(print, "embedded PostgreSQL stopped", flush=True)  # callbacks run last first
-    stack.callback(shutil.rmtree, home, ignore_errors=True)
-    stack.callback(server.stop)
-    return embedded.ensure_roles_and_database(server)
-
-
 def report(results: list[Result], replicas: int) -> None:
     print(
         f"\n{'phase':<32}{'ops':>7}{'ops/s':>9}{'tx/op':>7}"
@@ -637,7 +610,8 @@ def main() -> None:
         flush=True,
     )
     with ExitStack() as stack:
-        runtime_url, admin_url = urls = database(stack, args)
+        runtime_url, admin_url, _ = database(stack, args, "bench")
+        urls = runtime_url, admin_url
         prepare_database(admin_url, runtime_url, key)
         with psycopg.connect(admin_url) as conn:
             shown = [

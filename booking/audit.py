@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from uuid import UUID
 
 from booking.store import SchedulingApp
@@ -59,27 +59,21 @@ FIELDS = (
 )
 
 
-def _entry(
-    tenant_id: str,
-    at: datetime,
-    principal: str,
-    role: str,
-    action: str,
-    patient_ref: str | None,
-    status: int,
-    request_id: UUID,
-) -> dict[str, Any]:
-    return {
-        "tenant_id": tenant_id,
-        "at": at,
-        "principal": principal,
-        "role": role,
-        "action": action,
-        "patient_ref": patient_ref,
-        "outcome": outcome_of(status),
-        "status": status,
-        "request_id": request_id,
-    }
+class EntryFields(TypedDict):
+    """What a caller says of one request; the log adds its outcome, place and hashes."""
+
+    tenant_id: str
+    at: datetime
+    principal: str
+    role: str
+    action: str
+    patient_ref: str | None
+    status: int
+    request_id: UUID
+
+
+def _entry(fields: EntryFields) -> dict[str, Any]:
+    return {**fields, "outcome": outcome_of(fields["status"])}
 
 
 def _wake(items: list[_Pending]) -> None:
@@ -174,18 +168,7 @@ class AuditLog:
         self._changed = threading.Condition()  # guards _queue and _writer
         self._writer: threading.Thread | None = None
 
-    def append(
-        self,
-        *,
-        tenant_id: str,
-        at: datetime,
-        principal: str,
-        role: str,
-        action: str,
-        patient_ref: str | None,
-        status: int,
-        request_id: UUID,
-    ) -> None:
+    def append(self, **fields: Unpack[EntryFields]) -> None:
         """Add one entry, chained to its tenant's last one; returns once it is committed.
 
         Concurrent calls are committed together (group commit): one writer thread writes every
@@ -193,35 +176,18 @@ class AuditLog:
         batch instead of one per request. A failure is raised in every caller of that batch.
         """
         done = threading.Event()
-        pending = _Pending(
-            _entry(tenant_id, at, principal, role, action, patient_ref, status, request_id), done
-        )
+        pending = _Pending(_entry(fields), done)
         self._submit(pending)
         done.wait()
         if pending.error is not None:
             raise pending.error
 
-    async def append_async(
-        self,
-        *,
-        tenant_id: str,
-        at: datetime,
-        principal: str,
-        role: str,
-        action: str,
-        patient_ref: str | None,
-        status: int,
-        request_id: UUID,
-    ) -> None:
+    async def append_async(self, **fields: Unpack[EntryFields]) -> None:
         """``append`` for a coroutine: the event loop waits without blocking and no thread waits
         for it; the writer thread wakes the loop once per batch."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        pending = _Pending(
-            _entry(tenant_id, at, principal, role, action, patient_ref, status, request_id),
-            loop=loop,
-            waiter=waiter,
-        )
+        pending = _Pending(_entry(fields), loop=loop, waiter=waiter)
         self._submit(pending)
         await waiter
         if pending.error is not None:

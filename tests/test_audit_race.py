@@ -164,7 +164,7 @@ def test_a_batch_failing_on_our_side_stores_no_entry_of_any_tenant(
         return real(prev, entry)
 
     monkeypatch.setattr(audit, "entry_hash", failing)
-    batch = [audit._Pending(audit._entry(**fields(t, "p", uuid4()))) for t in (first, second)]
+    batch = [audit._Pending(audit._entry(fields(t, "p", uuid4()))) for t in (first, second)]
     assert isinstance(log._write(batch), RuntimeError)
     monkeypatch.setattr(audit, "entry_hash", real)
     admin_url = database[1]
