@@ -7,7 +7,7 @@ import binascii
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from booking.ids import is_client_id
@@ -49,6 +49,7 @@ class BadSlotId(ValueError):
     pass
 
 
+@lru_cache(maxsize=4096)  # a command decodes its slot id more than once; a SlotRef is immutable
 def decode_slot_id(slot_id: str) -> SlotRef:
     if not slot_id.startswith(SLOT_PREFIX) or len(slot_id) > 200:
         raise BadSlotId("not a slot id issued by this service")
@@ -56,7 +57,17 @@ def decode_slot_id(slot_id: str) -> SlotRef:
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
         provider_id, type_id, stamp = raw.split("/")
-        start = datetime.strptime(stamp, "%Y%m%d%H%M").replace(tzinfo=UTC)
+        # the %Y%m%d%H%M that Slot.slot_id writes, exactly (strptime costs ten times as much)
+        if len(stamp) != 12 or not stamp.isascii() or not stamp.isdigit():
+            raise ValueError(stamp)
+        start = datetime(
+            int(stamp[:4]),
+            int(stamp[4:6]),
+            int(stamp[6:8]),
+            int(stamp[8:10]),
+            int(stamp[10:]),
+            tzinfo=UTC,
+        )
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadSlotId("not a slot id issued by this service") from None
     if not MIN_YEAR <= start.year <= MAX_YEAR:  # keeps date arithmetic far from its limits

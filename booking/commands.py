@@ -119,7 +119,7 @@ class Executor:
                     )
                 )
             try:
-                recordings = self.store.save(*pending, unchanged=plan.unchanged)
+                recordings = self.store.record(pending, unchanged=plan.unchanged)
             except IntegrityError:
                 # Someone else wrote one of these aggregates first; nothing of ours was stored.
                 time.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))

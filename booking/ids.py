@@ -5,6 +5,7 @@ the event store itself."""
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from uuid import UUID, uuid5
 
 # Fixed once for the project; changing either would rename every stored object and event.
@@ -25,7 +26,11 @@ def normalise(client_id: str) -> str:
 
 
 def aggregate_id(tenant_id: str, kind: str, *parts: str) -> UUID:
-    key = "/".join((normalise(tenant_id), kind, *parts))
+    return _named("/".join((normalise(tenant_id), kind, *parts)))
+
+
+@lru_cache(maxsize=16384)  # a command names the same patient, provider, type and day many times
+def _named(key: str) -> UUID:
     return uuid5(AGGREGATE_NAMESPACE, key)
 
 

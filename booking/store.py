@@ -23,6 +23,7 @@ from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
     OperationalError,
+    Recording,
     StoredEvent,
 )
 from eventsourcing.postgres import (
@@ -199,6 +200,18 @@ class Versions:
 class SchedulingApp(Application):  # type: ignore[type-arg]
     name = APP_NAME
 
+    def record(self, aggregates: Iterable[Any], **kwargs: Any) -> list[Recording]:  # type: ignore[type-arg]
+        """Store the new events of these aggregates in one transaction, as ``save`` does here.
+
+        ``save`` first sorts what it is given into aggregates and events with a runtime
+        ``typing.Protocol`` check per object (about 3% of a booking's CPU), then calls hooks
+        that do nothing in this application: snapshotting is off (``open_store`` checks), the
+        cache is put by ``remember`` (fast-forwarding), ``_notify`` and ``notify`` are the
+        library's no-ops. The events, the mapper and the recorder are the same.
+        """
+        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        return self.events.put(events, **kwargs)
+
     def versions(self, stream_ids: Iterable[UUID]) -> Versions:
         """Where each stream stands in the event store now: one statement, one round trip."""
         asked = frozenset(stream_ids)
@@ -364,10 +377,15 @@ def open_store(
         )
     app = SchedulingApp(env=env)
     # what every save relies on (CheckedRecorder), and PHI at rest, whatever the library made of
-    # the settings: db functions off (the table lock and the check), AES-GCM with fresh nonces
-    if app.recorder.datastore.enable_db_functions or not isinstance(  # type: ignore[attr-defined]
-        app.mapper.cipher, AESCipher
+    # the settings: db functions off (the table lock and the check), AES-GCM with fresh nonces,
+    # and no snapshots (SchedulingApp.record stores events only)
+    if (
+        app.recorder.datastore.enable_db_functions  # type: ignore[attr-defined]
+        or not isinstance(app.mapper.cipher, AESCipher)
+        or app.snapshots is not None
     ):
         app.close()
-        raise ValueError("the event store came up with db functions on or without AES-GCM")
+        raise ValueError(
+            "the event store came up with db functions on, without AES-GCM or with snapshots"
+        )
     return app

@@ -116,3 +116,35 @@ def test_any_store_setting_overridden_from_the_environment_is_refused(
     runtime_url, _ = database
     with pytest.raises(ValueError, match=f"SCHEDULING_{key}"):
         open_store(runtime_url, base64.b64encode(os.urandom(32)).decode())
+
+
+def test_record_stores_what_save_stores_and_checks_the_same(store: SchedulingApp) -> None:
+    """The executor's ``record`` skips ``save``'s sorting of objects, nothing it stores."""
+    days = [new_day(store) for _ in range(4)]
+    loaded = [store.repository.get(day.id) for day in days]
+    for n, day in enumerate(loaded):
+        book_nth(day, n + 1)
+    saved = store.save(loaded[0], loaded[1])
+    recorded = store.record([loaded[2], loaded[3]])
+
+    def stored(recordings: list) -> list[tuple[str, int, str]]:  # type: ignore[type-arg]
+        return [
+            (
+                type(r.domain_event).__qualname__,
+                r.notification.originator_version,
+                r.notification.topic,
+            )
+            for r in recordings
+        ]
+
+    assert stored(recorded) == stored(saved)
+    assert [r.notification.id for r in recorded] == sorted(r.notification.id for r in recorded)
+    assert recorded[0].notification.id > saved[-1].notification.id
+    for day in days[2:]:  # read back through the mapper: the same events, decrypted
+        assert store.repository.get(day.id).version == 2
+    # the unchanged check travels as with save
+    target = store.repository.get(days[2].id)
+    book_nth(target, 9)
+    with pytest.raises(IntegrityError, match="moved"):
+        store.record([target], unchanged={days[0].id: 1})
+    assert store.versions([days[2].id]).of(days[2].id) == 2

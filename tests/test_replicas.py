@@ -5,7 +5,7 @@ Replica B decides its first attempt on the versions its caches hold, without ask
 (``Scheduling._optimistic``). Each test warms B's caches, changes the store through replica A,
 then asks B: B must answer what the store says, never what its caches remembered. A spy on B's
 store shows which path each decision took: ``versions`` is the query for the store's versions,
-``save`` the write (with the error it raised, if any).
+``saves`` the writes (``SchedulingApp.record``, with the error each raised, if any).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def replica_b(live_server: LiveServer) -> Iterator[Replica]:
     server = RunningServer(app)
     server.start()
     store, spy = app.state.services.store, Spy()
-    versions, save = store.versions, store.save
+    versions, record = store.versions, store.record
 
     def counted_versions(*args: Any, **kwargs: Any) -> Any:
         spy.versions += 1
@@ -74,14 +74,14 @@ def replica_b(live_server: LiveServer) -> Iterator[Replica]:
 
     def recorded_save(*args: Any, **kwargs: Any) -> Any:
         try:
-            result = save(*args, **kwargs)
+            result = record(*args, **kwargs)
         except Exception as exc:
             spy.saves.append(type(exc).__name__)
             raise
         spy.saves.append(None)
         return result
 
-    store.versions, store.save = counted_versions, recorded_save
+    store.versions, store.record = counted_versions, recorded_save
     try:
         with httpx.Client(base_url=server.base_url, timeout=30) as client:
             yield Replica(client, spy)
