@@ -15,7 +15,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from api.auditing import note
+from api.auditing import begin_entry, note
 from api.services import Services
 from booking.access import Scope
 from booking.ids import is_client_id
@@ -72,6 +72,7 @@ def role_guard(*roles: str) -> Guard:
                 raise PermissionDeniedException("the admin token is for platform admin routes only")
             raise NotAuthorizedException("unknown or expired token")
         connection.state.scope = scope  # before any refusal: an authenticated refusal is audited
+        begin_entry(connection)
         limit(connection, scope.token_id)
         if scope.role not in roles:
             await note_attempted_patient(connection)

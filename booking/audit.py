@@ -13,13 +13,15 @@ import contextlib
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from uuid import UUID
 
-from booking.store import SchedulingApp
+if TYPE_CHECKING:
+    from booking.store import SchedulingApp
 
 PLATFORM = "_platform"  # admin actions that concern no tenant yet
 GENESIS = bytes(32)
@@ -72,6 +74,26 @@ class EntryFields(TypedDict):
     request_id: UUID
 
 
+@dataclass(eq=False, slots=True)
+class CommandEntry:
+    """A request's audit entry, for the command it runs to store with its events.
+
+    The API sets one (``COMMAND_ENTRY``) once it knows the caller; the executor
+    (booking.commands) appends it in the transaction of the command's save, with the status the
+    command answers, and sets ``written``. A change and the record of who made it are then
+    committed together or not at all, and the request costs no separate audit transaction.
+    Anything else (a refusal, a replay, a read, an error) is appended after the answer is known.
+    """
+
+    request_id: UUID
+    # the entry for an answer with that status, about that patient (the command's subject's)
+    fields: Callable[[int, str | None], EntryFields]
+    written: int | None = None  # the status of the entry a command's save stored
+
+
+COMMAND_ENTRY: ContextVar[CommandEntry | None] = ContextVar("booking_command_entry", default=None)
+
+
 def _entry(fields: EntryFields) -> dict[str, Any]:
     return {**fields, "outcome": outcome_of(fields["status"])}
 
@@ -108,19 +130,79 @@ def outcome_of(status: int) -> str:
     return "rejected" if status < 500 else "error"
 
 
+def _canonical(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return str(value) if isinstance(value, UUID) else value
+
+
+def canonical_parts(entry: dict[str, Any]) -> tuple[str, str]:
+    """What an entry's hash covers, around its seq: the canonical JSON of its fields is
+    ``head + str(seq) + tail``. The seq is known only under the chain's lock, in the database
+    (APPEND_FN); the hash is sha256(previous hash + that JSON), here and there alike."""
+    values = [_canonical(entry[f]) for f in FIELDS if f != "seq"]  # seq is FIELDS[1]
+    head = "[" + json.dumps(values[0]) + ","
+    tail = "," + json.dumps(values[1:], separators=(",", ":"))[1:]
+    return head, tail
+
+
 def entry_hash(prev_hash: bytes, entry: dict[str, Any]) -> bytes:
-    canonical = json.dumps(
-        [
-            entry[f].astimezone(UTC).isoformat()
-            if isinstance(entry[f], datetime)
-            else str(entry[f])
-            if isinstance(entry[f], UUID)
-            else entry[f]
-            for f in FIELDS
-        ],
-        separators=(",", ":"),
+    head, tail = canonical_parts(entry)
+    return hashlib.sha256(prev_hash + (head + str(entry["seq"]) + tail).encode()).digest()
+
+
+# Appends one entry to its tenant's chain: sets the tenant for row-level security, waits for
+# the chain's lock (other transactions and processes append to it), reads its head in a
+# statement of its own (a fresh snapshot: under READ COMMITTED it sees the previous holder's
+# rows) and inserts the entry with its seq and hash. Created by the owner with the schema.
+APPEND_FN = r"""
+CREATE OR REPLACE FUNCTION public.booking_audit_append(
+    p_tenant text, p_at timestamptz, p_principal text, p_role text, p_action text,
+    p_patient_ref text, p_outcome text, p_status integer, p_request_id uuid,
+    p_head text, p_tail text)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+DECLARE
+    last_seq bigint;
+    prev bytea;
+BEGIN
+    PERFORM set_config('app.tenant_id', p_tenant, true);
+    PERFORM pg_advisory_xact_lock(hashtext('audit:' || p_tenant));
+    SELECT seq, hash INTO last_seq, prev FROM public.audit_log
+        WHERE tenant_id = p_tenant ORDER BY seq DESC LIMIT 1;
+    last_seq := coalesce(last_seq, 0) + 1;
+    prev := coalesce(prev, decode(repeat('00', 32), 'hex'));
+    INSERT INTO public.audit_log (tenant_id, seq, at, principal, role, action, patient_ref,
+        outcome, status, request_id, prev_hash, hash)
+    VALUES (p_tenant, last_seq, p_at, p_principal, p_role, p_action, p_patient_ref, p_outcome,
+        p_status, p_request_id, prev,
+        sha256(prev || convert_to(p_head || last_seq::text || p_tail, 'UTF8')));
+    RETURN last_seq;
+END $$
+"""
+APPEND = "SELECT public.booking_audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+
+
+def append_params(entry: dict[str, Any]) -> tuple[Any, ...]:
+    """APPEND's parameters for one entry (a dict of FIELDS but seq)."""
+    head, tail = canonical_parts(entry)
+    return (
+        entry["tenant_id"],
+        entry["at"],
+        entry["principal"],
+        entry["role"],
+        entry["action"],
+        entry["patient_ref"],
+        entry["outcome"],
+        entry["status"],
+        entry["request_id"],
+        head,
+        tail,
     )
-    return hashlib.sha256(prev_hash + canonical.encode()).digest()
+
+
+def entry_params(fields: EntryFields) -> tuple[Any, ...]:
+    """APPEND's parameters for what a caller says of one request."""
+    return append_params(_entry(fields))
 
 
 @dataclass(eq=False, slots=True)
@@ -145,19 +227,6 @@ class Problem:
         return f"tenant {self.tenant_id}: entry {self.seq} {self.what}"
 
 
-# set the tenant for row-level security and wait for that chain: other processes append to it
-LOCK_CHAIN = (
-    "SELECT set_config('app.tenant_id', %(tenant)s, true),"
-    " pg_advisory_xact_lock(hashtext('audit:' || %(tenant)s))"
-)
-# A statement of its own, after the lock: under READ COMMITTED each statement reads the data
-# committed when it starts, so in the lock's statement it could miss the previous holder's rows.
-CHAIN_HEAD = "SELECT seq, hash FROM audit_log WHERE tenant_id = %s ORDER BY seq DESC LIMIT 1"
-SET_TENANT = "SELECT set_config('app.tenant_id', %s, true)"
-INSERT_ENTRY = (
-    "INSERT INTO audit_log (tenant_id, seq, at, principal, role, action, patient_ref, outcome,"
-    " status, request_id, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
 WRITER_IDLE_SECONDS = 5.0  # the writer thread ends after this long without work
 
 
@@ -225,45 +294,24 @@ class AuditLog:
             raise
 
     def _write(self, batch: list[_Pending]) -> Exception | None:
-        """Write the batch in one transaction and two round trips.
+        """Write the batch in one transaction and one round trip.
 
         The connection is in pipeline mode and the statements run in its implicit transaction,
         which PostgreSQL commits at the Sync that leaving the pipeline sends (and rolls back
-        there if any statement failed): round trip one locks each tenant's chain and reads its
-        head; round trip two inserts the entries and commits. Nothing in between may send a
-        Sync (``executemany``, ``conn.transaction()``, a nested ``pipeline()`` do): it would
-        commit early and let go of the lock. BEGIN and COMMIT statements would make that safe
-        but cost two more statements per batch; tests/test_audit_race.py breaks if it happens.
+        there if any statement failed). Each entry is one APPEND, which takes its tenant's
+        chain lock until the commit; tenants go in sorted order, so no two writers (or
+        commands, see booking.commands) wait for each other's chains in a circle. Nothing in
+        between may send a Sync (``executemany``, ``conn.transaction()``, a nested
+        ``pipeline()`` do): it would commit early and let go of the locks;
+        tests/test_audit_race.py breaks if it happens.
         """
-        chains: dict[str, list[dict[str, Any]]] = {}
-        for item in batch:
-            chains.setdefault(item.entry["tenant_id"], []).append(item.entry)
-        tenants = sorted(chains)  # every process locks chains in the same order: no deadlock
+        entries = sorted((item.entry for item in batch), key=lambda e: str(e["tenant_id"]))
         try:
             with self.datastore.get_connection() as conn, self._dropped_on_failure(conn):
                 writes = conn.cursor()
-                heads = []
-                for tenant_id in tenants:
-                    writes.execute(LOCK_CHAIN, {"tenant": tenant_id}, prepare=True)
-                    heads.append(conn.execute(CHAIN_HEAD, (tenant_id,), prepare=True))
-                # the first fetch sends them all (a flush, not a Sync) and waits for the heads
-                rows = [cursor.fetchone() for cursor in heads]
-                current = tenants[-1]  # the tenant set last, for row-level security
-                for tenant_id, last in reversed(list(zip(tenants, rows, strict=True))):
-                    if tenant_id != current:
-                        writes.execute(SET_TENANT, (tenant_id,), prepare=True)
-                        current = tenant_id
-                    seq = last["seq"] if last else 0
-                    prev = bytes(last["hash"]) if last else GENESIS
-                    for entry in chains[tenant_id]:
-                        seq += 1
-                        entry["seq"] = seq
-                        digest = entry_hash(prev, entry)
-                        writes.execute(
-                            INSERT_ENTRY, (*[entry[f] for f in FIELDS], prev, digest), prepare=True
-                        )
-                        prev = digest
-            # leaving the pipeline sent the inserts and the Sync, and got every result back
+                for entry in entries:
+                    writes.execute(APPEND, append_params(entry), prepare=True)
+            # leaving the pipeline sent the Sync, and got every result back
         except Exception as exc:
             return exc
         return None

@@ -27,6 +27,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from booking.audit import COMMAND_ENTRY, entry_params
 from booking.errors import BookingError, Busy, IdempotencyKeyReuse
 from booking.indexes import IdempotentRequest
 from booking.store import SchedulingApp
@@ -78,13 +79,22 @@ class IdempotencyKey:
 
 
 class Executor:
-    def __init__(self, store: SchedulingApp, max_attempts: int = MAX_ATTEMPTS) -> None:
+    def __init__(
+        self, store: SchedulingApp, max_attempts: int = MAX_ATTEMPTS, *, audited: bool = True
+    ) -> None:
+        """``audited``: a save stores the request's audit entry (booking.audit.COMMAND_ENTRY)
+        with the command's events, once per request; off for saves that only record what
+        happened to a command after its answer (booking.ledger)."""
         self.store = store
         self.max_attempts = max_attempts
+        self.audited = audited
 
     def run(
         self, command: Callable[[], Plan], idempotency: IdempotencyKey | None = None
     ) -> Decision:
+        entry = COMMAND_ENTRY.get() if self.audited else None
+        if entry is not None and entry.written is not None:
+            entry = None  # stored by an earlier command of the same request
         for attempt in range(self.max_attempts):
             # A first arrival needs no lookup: should the key be known after all, its index
             # aggregate collides in the save below and the next attempt replays it.
@@ -118,12 +128,18 @@ class Executor:
                         ref=plan.ref,
                     )
                 )
+            audit = None
+            if entry is not None:
+                patient_ref = getattr(plan.subject, "patient_ref", None)
+                audit = entry_params(entry.fields(plan.status_code, patient_ref))
             try:
-                recordings = self.store.record(pending, unchanged=plan.unchanged)
+                recordings = self.store.record(pending, unchanged=plan.unchanged, audit=audit)
             except IntegrityError:
                 # Someone else wrote one of these aggregates first; nothing of ours was stored.
                 time.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))
                 continue
+            if entry is not None:
+                entry.written = plan.status_code
             # the subject goes back to the caller for rendering, and a copy of it to the cache
             # (a day a hold was taken on must be cached at its new version, or the next hold on
             # it would be decided on the old one and collide); the rest is the cache's now

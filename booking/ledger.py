@@ -41,7 +41,7 @@ class CallLedger:
         self.executor = executor
         # recording a refusal or a replay after the fact gets a few tries, not a command's 30:
         # the answer is already decided and must not wait on a contended call
-        self.recorder = Executor(store, max_attempts=RECORD_ATTEMPTS)
+        self.recorder = Executor(store, max_attempts=RECORD_ATTEMPTS, audited=False)
         self.clock = clock
 
     def _load(self, tenant_id: str, call_id: str) -> Call | None:

@@ -101,6 +101,7 @@ def prepare_database(admin_url: str, runtime_url: str, cipher_key: str) -> None:
                 conn.execute("ALTER TABLE booking_tokens ADD COLUMN IF NOT EXISTS replay bytea")
                 conn.execute(IMMUTABLE_FN)
                 conn.execute(UNCHANGED_FN)
+                conn.execute(audit.APPEND_FN)
                 role = sql.Identifier(runtime_role)
                 conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
                 for table in (EVENTS_TABLE,):

@@ -37,6 +37,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 
 import booking.aggregates  # noqa: F401 - registers the stored topics before any read
+from booking.audit import APPEND
 
 APP_NAME = "Scheduling"
 EVENTS_TABLE = "scheduling_events"
@@ -168,6 +169,14 @@ class CheckedRecorder(PostgresApplicationRecorder):
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
+        audit: tuple[Any, ...] | None = kwargs.get("audit")
+        if audit is not None:
+            # The request's audit entry (booking.audit.CommandEntry). Its chain's lock is taken
+            # before the table's: the audit writer holds chain locks without ever waiting for
+            # the table, so no wait goes in a circle, and waiting for a chain holds up no other
+            # tenant's saves. lock_timeout (the first lock statement) bounds that wait too.
+            curs.execute(self.lock_table_statements[0])
+            curs.execute(APPEND, audit, prepare=True)
         self._lock_table(curs)
         unchanged: dict[UUID, int] | None = kwargs.get("unchanged")
         if unchanged:

@@ -150,23 +150,23 @@ def test_a_batch_failing_on_our_side_stores_no_entry_of_any_tenant(
     database: tuple[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Two tenants in one batch; hashing the first tenant's entry fails after the second
-    tenant's INSERT is queued. Every caller hears of the failure, so neither entry may stand
+    """Two tenants in one batch; preparing the second tenant's entry fails after the first
+    tenant's APPEND is queued. Every caller hears of the failure, so neither entry may stand
     (found in review: leaving the pipeline sent the Sync that committed the queued one)."""
     import booking.audit as audit
 
     log, (first, second) = AuditLog(stores[1]), ("race-d", "race-e")
-    real = audit.entry_hash
+    real = audit.canonical_parts
 
-    def failing(prev: bytes, entry: dict[str, Any]) -> bytes:
-        if entry["tenant_id"] == first:  # chains are written last tenant first
-            raise RuntimeError("hash failed")
-        return real(prev, entry)
+    def failing(entry: dict[str, Any]) -> tuple[str, str]:
+        if entry["tenant_id"] == second:  # tenants are written in sorted order
+            raise RuntimeError("canonical form failed")
+        return real(entry)
 
-    monkeypatch.setattr(audit, "entry_hash", failing)
+    monkeypatch.setattr(audit, "canonical_parts", failing)
     batch = [audit._Pending(audit._entry(fields(t, "p", uuid4()))) for t in (first, second)]
     assert isinstance(log._write(batch), RuntimeError)
-    monkeypatch.setattr(audit, "entry_hash", real)
+    monkeypatch.setattr(audit, "canonical_parts", real)
     admin_url = database[1]
     assert chain(admin_url, first) == [] and chain(admin_url, second) == []
     log.append(**fields(second, "next", uuid4()))  # the pool still serves the log

@@ -67,3 +67,7 @@ def test_a_booking_whose_commit_answer_was_lost_is_201_and_stored_once(
     assert confirmation["appointment_id"] == booked["appointment_id"]
     bookings = log.events(after=before, topics=(APPOINTMENT_BOOKED,))
     assert [str(e.stream_id) for e in bookings] == [booked["appointment_id"]]
+    # its audit entry was committed with it (one transaction), and only once
+    entries = live_server.app.state.services.audit.entries(tenant.tenant_id, None, None, None, 100)
+    mine = [e for e in entries if str(e["request_id"]) == answer.headers["x-request-id"]]
+    assert [(e["action"], e["status"]) for e in mine] == [("POST /v1/agent/bookings", 201)]
