@@ -165,6 +165,12 @@ DECLARE
     last_seq bigint;
     prev bytea;
 BEGIN
+    -- the head read below must see the previous holder's rows: a statement's own snapshot
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'audit entries are appended under READ COMMITTED, not %',
+            current_setting('transaction_isolation');
+    END IF;
+    -- for row-level security; it stays set for the rest of the transaction
     PERFORM set_config('app.tenant_id', p_tenant, true);
     PERFORM pg_advisory_xact_lock(hashtext('audit:' || p_tenant));
     SELECT seq, hash INTO last_seq, prev FROM public.audit_log

@@ -70,6 +70,14 @@ def _immutable(conn: psycopg.Connection, table: str) -> None:
             )
 
 
+# what the runtime role calls (booking/store.py, booking/audit.py)
+FUNCTIONS = (
+    "public.booking_require_unchanged(uuid[], bigint[])",
+    "public.booking_audit_append(text, timestamptz, text, text, text, text, text, integer, uuid,"
+    " text, text)",
+)
+
+
 def _audit(conn: psycopg.Connection[Any], role: sql.Identifier) -> None:
     conn.execute(audit.DDL)
     for statement in audit.INDEXES:
@@ -103,6 +111,11 @@ def prepare_database(admin_url: str, runtime_url: str, cipher_key: str) -> None:
                 conn.execute(UNCHANGED_FN)
                 conn.execute(audit.APPEND_FN)
                 role = sql.Identifier(runtime_role)
+                for function in FUNCTIONS:  # the runtime role's, not PUBLIC's
+                    conn.execute(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
+                    conn.execute(
+                        sql.SQL(f"GRANT EXECUTE ON FUNCTION {function} TO {{}}").format(role)
+                    )
                 conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
                 for table in (EVENTS_TABLE,):
                     ident = sql.Identifier(table)

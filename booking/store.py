@@ -169,18 +169,18 @@ class CheckedRecorder(PostgresApplicationRecorder):
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        audit: tuple[Any, ...] | None = kwargs.get("audit")
-        if audit is not None:
-            # The request's audit entry (booking.audit.CommandEntry). Its chain's lock is taken
-            # before the table's: the audit writer holds chain locks without ever waiting for
-            # the table, so no wait goes in a circle, and waiting for a chain holds up no other
-            # tenant's saves. lock_timeout (the first lock statement) bounds that wait too.
-            curs.execute(self.lock_table_statements[0])
-            curs.execute(APPEND, audit, prepare=True)
         self._lock_table(curs)
         unchanged: dict[UUID, int] | None = kwargs.get("unchanged")
         if unchanged:
             curs.execute(REQUIRE_UNCHANGED, (list(unchanged), list(unchanged.values())))
+        audit: tuple[Any, ...] | None = kwargs.get("audit")
+        if audit is not None:
+            # The request's audit entry (booking.audit.CommandEntry), under the table lock: a
+            # save holding its tenant's chain always holds the table, so the audit writer
+            # (chain locks only, never the table) waits at most for one save's own work, never
+            # for the queue of saves; a save waits at most for one writer transaction, which
+            # runs on the server without a round trip. One chain per save: no wait in a circle.
+            curs.execute(APPEND, audit, prepare=True)
         self._notify_channel(curs)
         PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
 

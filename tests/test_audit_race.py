@@ -171,3 +171,36 @@ def test_a_batch_failing_on_our_side_stores_no_entry_of_any_tenant(
     assert chain(admin_url, first) == [] and chain(admin_url, second) == []
     log.append(**fields(second, "next", uuid4()))  # the pool still serves the log
     assert [principal for _, principal, _ in chain(admin_url, second)] == ["next"]
+
+
+def test_entries_hashed_in_the_database_verify_like_the_python_hash(
+    stores: tuple[SchedulingApp, SchedulingApp],
+) -> None:
+    """The chain's hash is computed by booking_audit_append over what canonical_parts sends, and
+    recomputed by verify from the stored columns: awkward values (no patient, non-ASCII and
+    line separators, a time with no microseconds in another offset, one with them) through the
+    writer and through a command's save alike must verify."""
+    from datetime import timedelta, timezone
+
+    from booking.audit import entry_params
+    from booking.days import ProviderDay
+
+    store, tenant = stores[0], "race-canon"
+    log = AuditLog(store)
+    odd_times = [
+        datetime(2031, 3, 30, 1, 59, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        datetime(2031, 3, 30, 1, 59, 0, 123456, tzinfo=UTC),
+    ]
+    awkward = [
+        {**fields(tenant, "tok-ü", uuid4()), "patient_ref": None, "at": odd_times[0]},
+        {**fields(tenant, "tok\u2028x", uuid4()), "action": "GET /v1/ménage", "at": odd_times[1]},
+    ]
+    for entry in awkward:
+        log.append(**entry)
+    day = ProviderDay(tenant_id=tenant, provider_id="dr-c", date="2031-03-30", timezone="UTC")
+    store.record([day], audit=entry_params({**awkward[1], "request_id": uuid4()}))  # type: ignore[typeddict-item]
+    checked, problems = log.verify([tenant])
+    assert (checked, problems) == (3, [])
+    stored = log.entries(tenant, None, None, None, 10)
+    assert [e["principal"] for e in stored] == ["tok-ü", "tok\u2028x", "tok\u2028x"]
+    assert stored[0]["at"] == odd_times[0] and stored[1]["at"] == odd_times[1]
