@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.types import Message
+from litestar.types import HTTPResponseStartEvent, Message
 from litestar.types import Scope as ASGIScope
 
 from booking.access import Scope
@@ -89,6 +89,10 @@ def _fields(scope: ASGIScope, state: Any, status: int, request_id: UUID) -> Entr
     )
 
 
+def _add_request_id(message: HTTPResponseStartEvent, request_id: UUID) -> None:
+    message["headers"] = [*message.get("headers", []), (b"x-request-id", str(request_id).encode())]
+
+
 async def write_audit_entry(message: Message, scope: ASGIScope) -> None:
     if message["type"] != "http.response.start":
         return
@@ -97,17 +101,16 @@ async def write_audit_entry(message: Message, scope: ASGIScope) -> None:
         return  # an error answer replacing this one is not a second request
     entry: CommandEntry | None = state.get(ENTRY)
     status = int(message["status"])
+    if entry is not None and entry.written == status:  # stored with the command's events
+        state[WRITTEN] = True
+        _add_request_id(message, entry.request_id)
+        return
     fields = _fields(scope, state, status, entry.request_id if entry else uuid4())
     if fields is None:
         return
     state[WRITTEN] = True
     request_id = fields["request_id"]
-    message["headers"] = [
-        *message.get("headers", []),
-        (b"x-request-id", str(request_id).encode()),
-    ]
-    if entry is not None and entry.written == status:
-        return  # stored with the command's events, in its transaction
+    _add_request_id(message, request_id)
     services = scope["app"].state.services
     try:
         # no thread hop: the entry is queued for AuditLog's writer thread and awaited here

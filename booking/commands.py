@@ -29,7 +29,7 @@ from eventsourcing.persistence import IntegrityError
 
 from booking.audit import COMMAND_ENTRY, entry_params
 from booking.errors import BookingError, Busy, IdempotencyKeyReuse
-from booking.indexes import IdempotentRequest
+from booking.indexes import ConfirmationCode, IdempotentRequest
 from booking.store import SchedulingApp
 
 log = logging.getLogger(__name__)
@@ -143,10 +143,12 @@ class Executor:
             # the subject goes back to the caller for rendering, and a copy of it to the cache
             # (a day a hold was taken on must be cached at its new version, or the next hold on
             # it would be decided on the old one and collide); the rest is the cache's now
+            # Index aggregates are not remembered: they never change, a read of one costs a query
+            # cached or not, and one per booking would push the days and patients out of the cache.
             self.store.remember(
                 deepcopy(a) if a is plan.subject else a
                 for a in pending
-                if not isinstance(a, IdempotentRequest)
+                if not isinstance(a, IdempotentRequest | ConfirmationCode)
             )
             position = next(
                 r.notification.id

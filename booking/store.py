@@ -67,7 +67,15 @@ BEGIN
     END IF;
 END $$
 """
-REQUIRE_UNCHANGED = "SELECT public.booking_require_unchanged(%s::uuid[], %s::bigint[])"
+# the arrays go as text literals: psycopg's list dumpers cost more than the whole statement
+REQUIRE_UNCHANGED = "SELECT public.booking_require_unchanged(%s::text::uuid[], %s::text::bigint[])"
+
+
+def array_literal(values: Iterable[object]) -> str:
+    """A PostgreSQL array literal of values whose text needs no quoting (uuids, integers)."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 # what is stored at the positions a save wrote to: after a lost answer, whether it committed
 STORED_AT = (
     f"SELECT originator_id, originator_version, state, notification_id FROM {EVENTS_TABLE}"
@@ -172,7 +180,11 @@ class CheckedRecorder(PostgresApplicationRecorder):
         self._lock_table(curs)
         unchanged: dict[UUID, int] | None = kwargs.get("unchanged")
         if unchanged:
-            curs.execute(REQUIRE_UNCHANGED, (list(unchanged), list(unchanged.values())))
+            curs.execute(
+                REQUIRE_UNCHANGED,
+                (array_literal(unchanged), array_literal(unchanged.values())),
+                prepare=True,
+            )
         audit: tuple[Any, ...] | None = kwargs.get("audit")
         if audit is not None:
             # The request's audit entry (booking.audit.CommandEntry), under the table lock: a
