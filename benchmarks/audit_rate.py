@@ -178,7 +178,7 @@ def main() -> None:
             logs[name], tenants[name] = module.AuditLog(store), f"bench-{uuid4().hex[:8]}"
             batches[name] = count_transactions(logs[name])
         # appends, wall, own CPU, server CPU, batches
-        totals = {name: [0, 0.0, 0.0, 0.0, 0] for name in variants}
+        totals: dict[str, list[float]] = {name: [0, 0.0, 0.0, 0.0, 0] for name in variants}
         print(f"{args.clients} clients, mode {args.mode}, {args.rounds} rounds x {args.seconds}s")
         for round_ in range(args.rounds + 1):  # round 0 warms up
             for name in variants:
@@ -204,10 +204,10 @@ def main() -> None:
             f"\n{'variant':<20}{'appends/s':>10}{'py ms/append':>14}{'pg ms/append':>14}"
             f"{'per batch':>11}"
         )
-        for name, (n, wall, own, pg, writes) in totals.items():
+        for name, (count, seconds, py, pg_cpu, commits) in totals.items():
             print(
-                f"{name:<20}{n / wall:>10.0f}{own / n * 1e3:>14.3f}{pg / n * 1e3:>14.3f}"
-                f"{n / writes:>11.1f}"
+                f"{name:<20}{count / seconds:>10.0f}{py / count * 1e3:>14.3f}"
+                f"{pg_cpu / count * 1e3:>14.3f}{count / commits:>11.1f}"
             )
         (b, bw, bo, bp, _) = totals[refs[0]]
         for name, (c, cw, co, cp, _) in list(totals.items())[1:]:

@@ -7,6 +7,10 @@
           IdempotentRequest, +1 event on a ProviderDay and a Patient kept in memory (no reads)
   insert  plain single-row INSERT + COMMIT with psycopg, one connection per thread
 
+--compare-root PATH runs every other replica from another checkout of the project (say
+`git worktree add /tmp/base main~1`) and reports each side's bookings/s and CPU per booking: both
+sides share the database, the machine and its drift, so their difference is the change's.
+
 Only the ratios mean anything (README.md, "Throughput"). Each phase also reports
 the CPU its application processes spent per operation inside the measured window (the uvicorn
 replicas; the bare save's own process or processes), and the whole machine's: rates move with
@@ -69,6 +73,8 @@ class Result:
     all_ops: int = 0  # every operation of the phase, warm-up and failures included
     failures: Counter[str] = field(default_factory=Counter)
     xacts: int = 0  # transactions the database served during the phase
+    per_op: list[int] = field(default_factory=list)  # successes of each op (client)
+    part_cpu: list[float] = field(default_factory=list)  # CPU of each of Load.parts
     app_cpu: float = 0.0  # CPU seconds of the application's processes in the measured window
     machine_cpu: float = 0.0  # CPU seconds of the whole machine (all cores) in that window
 
@@ -124,22 +130,25 @@ def measure(
     seconds: float,
     begin: float | None = None,
     probe: Probe = own_cpu,
+    parts: list[Probe] | None = None,
 ) -> Result:
     """Loop every op in its own thread; count the successes that end inside the window, and the
     CPU ``probe`` and the machine used inside it.
 
     ``begin``: when the loops start (``time.time()``), so that several processes share a window.
     """
-    result, lock = Result(name, seconds), threading.Lock()
+    result, lock = Result(name, seconds, per_op=[0] * len(ops)), threading.Lock()
+    parts = parts or []
     begin = time.time() + 0.2 if begin is None else begin
     start, end = begin + warmup, begin + warmup + seconds
 
     def sample() -> None:
         try:
             time.sleep(max(0.0, start - time.time()))
-            app, machine = probe(), machine_cpu()
+            app, machine, each = probe(), machine_cpu(), [part() for part in parts]
             time.sleep(max(0.0, end - time.time()))
             result.app_cpu, result.machine_cpu = probe() - app, machine_cpu() - machine
+            result.part_cpu = [part() - was for part, was in zip(parts, each, strict=True)]
         except OSError as exc:  # a server gone: its CPU is unknown, not zero
             result.app_cpu = result.machine_cpu = float("nan")
             print(f"[{name}] CPU not measured: {exc}", flush=True)
@@ -147,7 +156,7 @@ def measure(
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
 
-    def loop(op: Op) -> None:
+    def loop(index: int, op: Op) -> None:
         ok, done, failed = 0, 0, Counter[str]()
         time.sleep(max(0.0, begin - time.time()))
         while time.time() < end:
@@ -161,11 +170,12 @@ def measure(
             elif start <= now < end:
                 ok += 1
         with lock:
+            result.per_op[index] = ok
             result.ops, result.all_ops = result.ops + ok, result.all_ops + done
             result.failures.update(failed)
 
     print(f"[{name}] start: {len(ops)} threads, {warmup:g}s warm-up + {seconds:g}s", flush=True)
-    threads = [threading.Thread(target=loop, args=(op,), daemon=True) for op in ops]
+    threads = [threading.Thread(target=loop, args=(i, op), daemon=True) for i, op in enumerate(ops)]
     for t in threads:
         t.start()
     for t in threads:
@@ -191,6 +201,7 @@ class Load:
 
     ops: list[Op]
     probe: Probe = own_cpu
+    parts: list[Probe] = field(default_factory=list)  # CPU of each server, for --compare-root
 
 
 def phase(
@@ -206,7 +217,9 @@ def phase(
         built = build(stack)
         before = xact_count(admin_url)
         if isinstance(built, Load):
-            result = measure(name, built.ops, args.warmup, args.seconds, probe=built.probe)
+            result = measure(
+                name, built.ops, args.warmup, args.seconds, probe=built.probe, parts=built.parts
+            )
         else:
             result = built()
     time.sleep(0.5)  # a backend flushes its statistics when it exits
@@ -232,9 +245,10 @@ def start_servers(
     token: str,
     replicas: int,
     separate_projector: bool,
+    roots: tuple[Path, ...] = (ROOT,),
 ) -> list[tuple[str, int]]:
     """``replicas`` single-process uvicorn servers, as production scales the API; their base
-    URLs and process ids."""
+    URLs and process ids. Replica i runs the code of ``roots[i % len(roots)]``."""
     env = {
         **os.environ,
         "BOOKING_DATABASE_URL": urls[0],
@@ -252,7 +266,8 @@ def start_servers(
         )
         stack.callback(stop_process, projector, "projection worker")
     servers = []
-    for _ in range(replicas):
+    for index in range(replicas):
+        root = roots[index % len(roots)]
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
@@ -271,13 +286,13 @@ def start_servers(
                 "warning",
                 "--no-access-log",
             ],
-            cwd=ROOT,
-            env=env,
+            cwd=root,
+            env={**env, "PYTHONPATH": str(root)},
         )
         stack.callback(stop_process, proc, "server")
-        servers.append((proc, f"http://127.0.0.1:{port}"))
+        servers.append((proc, f"http://127.0.0.1:{port}", root))
     deadline = time.monotonic() + 60
-    for proc, base in servers:
+    for proc, base, root in servers:
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"the server did not come up (exit status {proc.poll()})")
@@ -285,12 +300,12 @@ def start_servers(
                 raise RuntimeError(f"server {proc.pid} did not answer /health in 60s")
             try:
                 if httpx.get(base + "/health", timeout=2).status_code == 200:
-                    print(f"server process {proc.pid} listening on {base}", flush=True)
+                    print(f"server process {proc.pid} ({root}) listening on {base}", flush=True)
                     break
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-    return [(base, proc.pid) for proc, base in servers]
+    return [(base, proc.pid) for proc, base, _ in servers]
 
 
 def setup_tenant(base: str, admin_token: str, clients: int, first: date) -> list[str]:
@@ -563,6 +578,25 @@ def report(results: list[Result], replicas: int) -> None:
     )
 
 
+def compare(result: Result, roots: tuple[Path, ...], replicas: int) -> None:
+    """Each side of --compare-root: its replicas' bookings (client i went to replica
+    i mod replicas, which runs roots[replica mod len(roots)]) and their CPU."""
+    sides = []
+    for side, root in enumerate(roots):
+        mine = [r for r in range(replicas) if r % len(roots) == side]
+        ops = sum(n for i, n in enumerate(result.per_op) if i % replicas in mine)
+        cpu = sum(result.part_cpu[r] for r in mine) if result.part_cpu else float("nan")
+        sides.append((root, ops / result.seconds, 1000 * cpu / ops if ops else float("nan")))
+    print(f"\nside by side{'':<38}{'bookings/s':>11}{'API CPU ms/booking':>20}")
+    for root, rate, cpu in sides:
+        print(f"{root!s:<50}{rate:11.1f}{cpu:20.2f}")
+    (_, rate_a, cpu_a), (_, rate_b, cpu_b) = sides[0], sides[1]
+    print(
+        f"this checkout / the other: rate {rate_a / max(rate_b, 1e-9):.3f},"
+        f" CPU per booking {cpu_a / max(cpu_b, 1e-9):.3f}"
+    )
+
+
 def interrupt(*_: object) -> None:
     raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
 
@@ -597,9 +631,27 @@ def main() -> None:
         help="comma-separated phases: http, save, insert, and save-procs (the bare save from as"
         " many processes as --replicas); default: all three, and save-procs with --replicas > 1",
     )
+    p.add_argument(
+        "--compare-root",
+        type=Path,
+        default=None,
+        help="another checkout of the project (git worktree add PATH REV): every other replica"
+        " runs its code, side by side with this one's on the same database and machine; each"
+        " side's bookings/s and CPU per booking are reported (implies --replicas 2 at least and"
+        " --phases http)",
+    )
     p.add_argument("--database-url", default=os.environ.get("BOOKING_DATABASE_URL"))
     p.add_argument("--admin-database-url", default=os.environ.get("BOOKING_ADMIN_DATABASE_URL"))
     args = p.parse_args()
+    roots: tuple[Path, ...] = (ROOT,)
+    if args.compare_root is not None:
+        if not (args.compare_root / "api" / "app.py").is_file():
+            raise SystemExit(f"--compare-root {args.compare_root}: not a checkout of this project")
+        if args.no_affinity:
+            raise SystemExit("--compare-root needs each client to keep to one replica")
+        roots = (ROOT, args.compare_root.resolve())
+        args.replicas = max(2, args.replicas)
+        args.phases = args.phases or "http"
     signal.signal(signal.SIGTERM, interrupt)
     key = os.environ.get("BOOKING_CIPHER_KEY") or base64.b64encode(os.urandom(32)).decode()
     cpus = f"{os.cpu_count()} (usable {len(os.sched_getaffinity(0))})"
@@ -628,7 +680,7 @@ def main() -> None:
 
         def http_clients(stack: ExitStack) -> Load:
             servers = start_servers(
-                stack, urls, key, admin_token, args.replicas, args.projector == "separate"
+                stack, urls, key, admin_token, args.replicas, args.projector == "separate", roots
             )
             agents = setup_tenant(servers[0][0], admin_token, args.clients, first)
             print("setup done; waiting 11s for idle backends to flush their statistics", flush=True)
@@ -641,7 +693,8 @@ def main() -> None:
                 for i in range(args.clients)
             ]
             ops = [http_op(stack, bases[i], agents[i], i, first) for i in range(args.clients)]
-            return Load(ops, process_cpu([pid for _, pid in servers]))
+            pids = [pid for _, pid in servers]
+            return Load(ops, process_cpu(pids), [process_cpu([pid]) for pid in pids])
 
         Build = Callable[[ExitStack], Load | Callable[[], Result]]
         builders: dict[str, tuple[str, Build]] = {
@@ -666,7 +719,10 @@ def main() -> None:
         unknown = sorted(set(wanted) - set(builders))
         if unknown:
             raise SystemExit(f"unknown phase(s) {', '.join(unknown)}; choose from {list(builders)}")
-        report([phase(name, *builders[name], admin_url, args) for name in wanted], args.replicas)
+        results = [phase(name, *builders[name], admin_url, args) for name in wanted]
+        report(results, args.replicas)
+        if len(roots) > 1:
+            compare(next(r for r in results if r.key == "http"), roots, args.replicas)
 
 
 if __name__ == "__main__":
