@@ -30,6 +30,7 @@ import os
 import secrets
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -204,28 +205,42 @@ class Load:
     parts: list[Probe] = field(default_factory=list)  # CPU of each server, for --compare-root
 
 
-def phase(
-    name: str,
-    label: str,
-    build: Callable[[ExitStack], Load | Callable[[], Result]],
+def run_phases(
+    phases: list[tuple[str, str, Callable[[ExitStack], Load | Callable[[], Result]]]],
     admin_url: str,
     args: argparse.Namespace,
-) -> Result:
-    """Build a phase's clients (threads here, or a runner of its own), measure them, close them;
-    count the transactions it cost."""
+) -> list[list[Result]]:
+    """Build every phase's clients once (threads here, or a runner of their own), then measure
+    the phases one after another, ``args.rounds`` times over; count the transactions each cost.
+
+    Rounds alternate the phases, so a drift of the machine's speed reaches all of them alike
+    instead of whichever phase ran while it lasted."""
+    rounds: list[list[Result]] = []
     with ExitStack() as stack:
-        built = build(stack)
-        before = xact_count(admin_url)
-        if isinstance(built, Load):
-            result = measure(
-                name, built.ops, args.warmup, args.seconds, probe=built.probe, parts=built.parts
-            )
-        else:
-            result = built()
-    time.sleep(0.5)  # a backend flushes its statistics when it exits
-    result.name, result.key = label, name
-    result.xacts = xact_count(admin_url) - before
-    return result
+        built = [(name, label, build(stack)) for name, label, build in phases]
+        for number in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                print(f"--- round {number} of {args.rounds}", flush=True)
+            results = []
+            for name, label, load in built:
+                before = xact_count(admin_url)
+                if isinstance(load, Load):
+                    result = measure(
+                        name,
+                        load.ops,
+                        args.warmup,
+                        args.seconds,
+                        probe=load.probe,
+                        parts=load.parts,
+                    )
+                else:
+                    result = load()
+                time.sleep(1.1)  # a backend flushes its statistics at most once a second
+                result.name, result.key = label, name
+                result.xacts = xact_count(admin_url) - before
+                results.append(result)
+            rounds.append(results)
+    return rounds
 
 
 def stop_process(proc: subprocess.Popen[bytes], what: str) -> None:
@@ -285,6 +300,9 @@ def start_servers(
                 "--log-level",
                 "warning",
                 "--no-access-log",
+                # the clients' connections stay open while other phases run (--rounds)
+                "--timeout-keep-alive",
+                "3600",
             ],
             cwd=root,
             env={**env, "PYTHONPATH": str(root)},
@@ -578,6 +596,22 @@ def report(results: list[Result], replicas: int) -> None:
     )
 
 
+def summary(rounds: list[list[Result]]) -> None:
+    """HTTP over the bare save, round by round and their median: the figure to quote."""
+    rate, per_cpu = [], []
+    for results in rounds:
+        by_key = {r.key: r for r in results}
+        if "http" not in by_key or "save" not in by_key:
+            return
+        x, y = by_key["http"], by_key["save"]
+        rate.append(x.rate / max(y.rate, 1e-9))
+        per_cpu.append(y.per_op_ms(y.app_cpu) / max(x.per_op_ms(x.app_cpu), 1e-9))
+    print("\nHTTP / bare-save, round by round (API: 1 process or --replicas; bare save: 1 process)")
+    for label, values in (("rate", rate), ("app ops/CPU-s", per_cpu)):
+        shown = " ".join(f"{v:.3f}" for v in values)
+        print(f"  {label:<14} {shown}   median {statistics.median(values):.3f}")
+
+
 def compare(result: Result, roots: tuple[Path, ...], replicas: int) -> None:
     """Each side of --compare-root: its replicas' bookings (client i went to replica
     i mod replicas, which runs roots[replica mod len(roots)]) and their CPU."""
@@ -606,6 +640,13 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=16, help="client threads in every phase")
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure the phases this many times over, alternating, and report the median"
+        " HTTP / bare-save ratio (the machine's speed drifts between phases)",
+    )
     p.add_argument(
         "--replicas",
         type=int,
@@ -643,6 +684,8 @@ def main() -> None:
     p.add_argument("--database-url", default=os.environ.get("BOOKING_DATABASE_URL"))
     p.add_argument("--admin-database-url", default=os.environ.get("BOOKING_ADMIN_DATABASE_URL"))
     args = p.parse_args()
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be 1 or more")
     roots: tuple[Path, ...] = (ROOT,)
     if args.compare_root is not None:
         if not (args.compare_root / "api" / "app.py").is_file():
@@ -719,10 +762,15 @@ def main() -> None:
         unknown = sorted(set(wanted) - set(builders))
         if unknown:
             raise SystemExit(f"unknown phase(s) {', '.join(unknown)}; choose from {list(builders)}")
-        results = [phase(name, *builders[name], admin_url, args) for name in wanted]
-        report(results, args.replicas)
-        if len(roots) > 1:
-            compare(next(r for r in results if r.key == "http"), roots, args.replicas)
+        rounds = run_phases([(name, *builders[name]) for name in wanted], admin_url, args)
+        for number, results in enumerate(rounds, 1):
+            if args.rounds > 1:
+                print(f"\n=== round {number}")
+            report(results, args.replicas)
+            if len(roots) > 1:
+                compare(next(r for r in results if r.key == "http"), roots, args.replicas)
+        if args.rounds > 1:
+            summary(rounds)
 
 
 if __name__ == "__main__":
