@@ -205,6 +205,10 @@ class Load:
     parts: list[Probe] = field(default_factory=list)  # CPU of each server, for --compare-root
 
 
+REFERENCE = ("insert",)  # measured once, after the rounds: its writes would weigh on what follows
+STATS_FLUSH_SECONDS = 11  # an idle backend reports its transactions within 10 s
+
+
 def run_phases(
     phases: list[tuple[str, str, Callable[[ExitStack], Load | Callable[[], Result]]]],
     admin_url: str,
@@ -213,16 +217,23 @@ def run_phases(
     """Build every phase's clients once (threads here, or a runner of their own), then measure
     the phases one after another, ``args.rounds`` times over; count the transactions each cost.
 
-    Rounds alternate the phases, so a drift of the machine's speed reaches all of them alike
-    instead of whichever phase ran while it lasted."""
+    Rounds alternate the order of the phases (A B, B A, …), so neither a drift of the
+    machine's speed nor what one phase leaves behind (WAL, dirty pages) weighs on one phase
+    more than on another. The plain INSERT, a reference only, runs once after the rounds: its
+    tens of thousands of commits would weigh on whatever followed it."""
     rounds: list[list[Result]] = []
     with ExitStack() as stack:
         built = [(name, label, build(stack)) for name, label, build in phases]
+        measured = [b for b in built if b[0] not in REFERENCE]
+        reference = [b for b in built if b[0] in REFERENCE]
         for number in range(1, args.rounds + 1):
             if args.rounds > 1:
                 print(f"--- round {number} of {args.rounds}", flush=True)
+            order = measured if number % 2 else measured[::-1]
+            if number == args.rounds:
+                order = order + reference
             results = []
-            for name, label, load in built:
+            for name, label, load in order:
                 before = xact_count(admin_url)
                 if isinstance(load, Load):
                     result = measure(
@@ -235,11 +246,12 @@ def run_phases(
                     )
                 else:
                     result = load()
-                time.sleep(1.1)  # a backend flushes its statistics at most once a second
+                time.sleep(STATS_FLUSH_SECONDS)
                 result.name, result.key = label, name
                 result.xacts = xact_count(admin_url) - before
                 results.append(result)
-            rounds.append(results)
+            position = {name: i for i, (name, _, _) in enumerate(built)}
+            rounds.append(sorted(results, key=lambda r: position[r.key]))
     return rounds
 
 
