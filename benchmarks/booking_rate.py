@@ -206,7 +206,6 @@ class Load:
 
 
 REFERENCE = ("insert",)  # measured once, after the rounds: its writes would weigh on what follows
-STATS_FLUSH_SECONDS = 11  # an idle backend reports its transactions within 10 s
 
 
 def run_phases(
@@ -214,26 +213,29 @@ def run_phases(
     admin_url: str,
     args: argparse.Namespace,
 ) -> list[list[Result]]:
-    """Build every phase's clients once (threads here, or a runner of their own), then measure
-    the phases one after another, ``args.rounds`` times over; count the transactions each cost.
+    """Measure the phases one after another, ``args.rounds`` times over. Each measurement builds
+    its phase's clients (threads here, or a runner of its own) and closes them after: no phase
+    runs beside another's processes (the projection worker would project the bare save's
+    events), and every round books for a new tenant, so no round inherits bigger patients.
 
     Rounds alternate the order of the phases (A B, B A, …), so neither a drift of the
     machine's speed nor what one phase leaves behind (WAL, dirty pages) weighs on one phase
     more than on another. The plain INSERT, a reference only, runs once after the rounds: its
     tens of thousands of commits would weigh on whatever followed it."""
+    measured = [p for p in phases if p[0] not in REFERENCE]
+    reference = [p for p in phases if p[0] in REFERENCE]
+    position = {name: i for i, (name, _, _) in enumerate(phases)}
     rounds: list[list[Result]] = []
-    with ExitStack() as stack:
-        built = [(name, label, build(stack)) for name, label, build in phases]
-        measured = [b for b in built if b[0] not in REFERENCE]
-        reference = [b for b in built if b[0] in REFERENCE]
-        for number in range(1, args.rounds + 1):
-            if args.rounds > 1:
-                print(f"--- round {number} of {args.rounds}", flush=True)
-            order = measured if number % 2 else measured[::-1]
-            if number == args.rounds:
-                order = order + reference
-            results = []
-            for name, label, load in order:
+    for number in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            print(f"--- round {number} of {args.rounds}", flush=True)
+        order = measured if number % 2 else measured[::-1]
+        if number == args.rounds:
+            order = order + reference
+        results = []
+        for name, label, build in order:
+            with ExitStack() as stack:
+                load = build(stack)
                 before = xact_count(admin_url)
                 if isinstance(load, Load):
                     result = measure(
@@ -246,12 +248,11 @@ def run_phases(
                     )
                 else:
                     result = load()
-                time.sleep(STATS_FLUSH_SECONDS)
-                result.name, result.key = label, name
-                result.xacts = xact_count(admin_url) - before
-                results.append(result)
-            position = {name: i for i, (name, _, _) in enumerate(built)}
-            rounds.append(sorted(results, key=lambda r: position[r.key]))
+            time.sleep(0.5)  # a backend flushes its statistics when it exits
+            result.name, result.key = label, name
+            result.xacts = xact_count(admin_url) - before
+            results.append(result)
+        rounds.append(sorted(results, key=lambda r: position[r.key]))
     return rounds
 
 
@@ -312,9 +313,6 @@ def start_servers(
                 "--log-level",
                 "warning",
                 "--no-access-log",
-                # the clients' connections stay open while other phases run (--rounds)
-                "--timeout-keep-alive",
-                "3600",
             ],
             cwd=root,
             env={**env, "PYTHONPATH": str(root)},
@@ -706,6 +704,11 @@ def main() -> None:
             raise SystemExit("--compare-root needs each client to keep to one replica")
         roots = (ROOT, args.compare_root.resolve())
         args.replicas = max(2, args.replicas)
+        if args.replicas % len(roots) or args.clients % args.replicas:
+            raise SystemExit(
+                "--compare-root needs as many replicas of each side and clients of each replica"
+                " (an even --replicas dividing --clients): the rates compare equal shares"
+            )
         args.phases = args.phases or "http"
     signal.signal(signal.SIGTERM, interrupt)
     key = os.environ.get("BOOKING_CIPHER_KEY") or base64.b64encode(os.urandom(32)).decode()

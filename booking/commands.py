@@ -143,8 +143,9 @@ class Executor:
             # the subject goes back to the caller for rendering, and a copy of it to the cache
             # (a day a hold was taken on must be cached at its new version, or the next hold on
             # it would be decided on the old one and collide); the rest is the cache's now
-            # Index aggregates are not remembered: they never change, a read of one costs a query
-            # cached or not, and one per booking would push the days and patients out of the cache.
+            # Saved index aggregates are not remembered: they never change, a read of one costs a
+            # query cached or not, and one per booking would push days and patients out of the
+            # cache. (Reading one still caches it, as the repository does for any aggregate.)
             self.store.remember(
                 deepcopy(a) if a is plan.subject else a
                 for a in pending

@@ -226,9 +226,9 @@ class SchedulingApp(Application):  # type: ignore[type-arg]
 
         ``save`` first sorts what it is given into aggregates and events with a runtime
         ``typing.Protocol`` check per object (about 3% of a booking's CPU), then calls hooks
-        that do nothing in this application: snapshotting is off (``open_store`` checks), the
-        cache is put by ``remember`` (fast-forwarding), ``_notify`` and ``notify`` are the
-        library's no-ops. The events, the mapper and the recorder are the same.
+        that do nothing in this application: snapshotting is off and the cache fast-forwards
+        (``open_store`` checks both; saved aggregates are put by ``remember``), ``_notify`` and
+        ``notify`` are the library's no-ops. The events, the mapper and the recorder are the same.
         """
         events = [event for aggregate in aggregates for event in aggregate.collect_events()]
         return self.events.put(events, **kwargs)
@@ -399,14 +399,16 @@ def open_store(
     app = SchedulingApp(env=env)
     # what every save relies on (CheckedRecorder), and PHI at rest, whatever the library made of
     # the settings: db functions off (the table lock and the check), AES-GCM with fresh nonces,
-    # and no snapshots (SchedulingApp.record stores events only)
+    # and SchedulingApp.record's premises: no snapshots, a fast-forwarding cache
     if (
         app.recorder.datastore.enable_db_functions  # type: ignore[attr-defined]
         or not isinstance(app.mapper.cipher, AESCipher)
         or app.snapshots is not None
+        or not app.repository.fastforward
     ):
         app.close()
         raise ValueError(
-            "the event store came up with db functions on, without AES-GCM or with snapshots"
+            "the event store came up with db functions on, without AES-GCM, with snapshots or"
+            " without a fast-forwarding cache"
         )
     return app
