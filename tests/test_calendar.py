@@ -95,6 +95,35 @@ def test_slot_ids_far_outside_any_calendar_are_refused(stamp: str) -> None:
         decode_slot_id("sl_" + raw)
 
 
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2026125120",
+        "20261205120",
+        "202612 51200",
+        "2026+2051200",
+        "\uff12\uff10\uff12\uff1612051200",  # full-width digits
+        "202612051200 ",
+    ],
+)
+def test_only_the_canonical_stamp_of_a_slot_decodes(stamp: str) -> None:
+    """Slot.slot_id writes %Y%m%d%H%M, twelve ASCII digits; strptime also read shorter or padded
+    aliases of the same instant (2026125120 as 2026-12-05 12:00), the decoder does not."""
+    import base64
+
+    raw = base64.urlsafe_b64encode(f"dr-a/checkup/{stamp}".encode()).decode().rstrip("=")
+    with pytest.raises(BadSlotId):
+        decode_slot_id("sl_" + raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2200, 12, 31, 23, 59)))
+def test_every_slot_start_round_trips_through_its_id(start: datetime) -> None:
+    start = start.replace(second=0, microsecond=0, tzinfo=UTC)
+    ref = decode_slot_id(Slot("dr-a", "checkup", start, start + timedelta(minutes=5)).slot_id)
+    assert (ref.provider_id, ref.type_id, ref.start) == ("dr-a", "checkup", start)
+
+
 @pytest.mark.parametrize("name", ["localtime", "right/America/New_York", "posix/UTC", "Mars/Base"])
 def test_only_iana_zones_are_zones(name: str) -> None:
     with pytest.raises(ValueError):
