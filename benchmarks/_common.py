@@ -1,5 +1,5 @@
 """What the benchmark scripts share: their database (the one given, or an embedded server of
-their own) and the bench tenant's slots. Import after the script has put the repo root on
+their own), how they start an API server, and the bench tenant's slots. Import after the script has put the repo root on
 ``sys.path``."""
 
 from __future__ import annotations
@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import shutil
+import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -35,6 +37,32 @@ def database(stack: ExitStack, args: argparse.Namespace, name: str) -> tuple[str
     runtime_url, admin_url = embedded.ensure_roles_and_database(server)
     pid = int((home / "pgdata" / "postmaster.pid").read_text().split()[0])
     return runtime_url, admin_url, pid
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def uvicorn_argv(factory: str, port: int, *extra: str) -> list[str]:
+    """The command line of a quiet uvicorn serving an ASGI app factory on 127.0.0.1:port."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        factory,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        *extra,
+    ]
 
 
 def slot_ids(provider_id: str, first: date) -> Iterator[str]:

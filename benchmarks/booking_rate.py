@@ -53,7 +53,16 @@ import msgspec  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict  # noqa: E402
 
-from benchmarks._common import CLOSE, MINUTES, OPEN, TYPE_ID, database, slot_ids  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    CLOSE,
+    MINUTES,
+    OPEN,
+    TYPE_ID,
+    database,
+    free_port,
+    slot_ids,
+    uvicorn_argv,
+)
 from booking.appointments import Appointment  # noqa: E402
 from booking.codes import new_code  # noqa: E402
 from booking.days import ProviderDay  # noqa: E402
@@ -296,24 +305,9 @@ def start_servers(
     servers = []
     for index in range(replicas):
         root = roots[index % len(roots)]
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
+        port = free_port()
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "api.app:app_from_env",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
+            uvicorn_argv("api.app:app_from_env", port),
             cwd=root,
             env={**env, "PYTHONPATH": str(root)},
         )

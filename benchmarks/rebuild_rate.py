@@ -23,10 +23,8 @@ import hashlib
 import itertools
 import os
 import secrets
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter, deque
@@ -47,7 +45,7 @@ import psycopg  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 
-from booking import embedded  # noqa: E402
+from benchmarks._common import database  # noqa: E402
 from booking.appointments import Appointment  # noqa: E402
 from booking.codes import new_code  # noqa: E402
 from booking.days import ProviderDay  # noqa: E402
@@ -62,23 +60,6 @@ from projections.worker import BATCH  # noqa: E402
 TYPE_ID, MINUTES, SLOTS_A_DAY = "bench", 15, 48  # 08:00-20:00 UTC
 FIRST_DAY = date(2030, 1, 7)
 TARGET_RATIO = 0.5
-
-
-def database(stack: ExitStack, args: argparse.Namespace) -> tuple[str, str, int | None]:
-    """(runtime URL, admin URL, the embedded postmaster's pid or None for an external server)"""
-    if args.database_url or args.admin_database_url:
-        if not (args.database_url and args.admin_database_url):
-            raise SystemExit("give both --database-url and --admin-database-url, or neither")
-        return str(args.database_url), str(args.admin_database_url), None
-    home = Path(tempfile.mkdtemp(prefix="booking-rebuild-"))
-    print(f"starting embedded PostgreSQL in {home}", flush=True)
-    server = embedded.start(home, delete_on_stop=True)
-    stack.callback(print, "embedded PostgreSQL stopped", flush=True)  # callbacks run last first
-    stack.callback(shutil.rmtree, home, ignore_errors=True)
-    stack.callback(server.stop)
-    runtime_url, admin_url = embedded.ensure_roles_and_database(server)
-    pid = int((home / "pgdata" / "postmaster.pid").read_text().split()[0])
-    return runtime_url, admin_url, pid
 
 
 def cpu_by_pid() -> dict[int, float]:
@@ -406,6 +387,9 @@ def report(
     for p in PROJECTIONS:
         read, decoded = by_topics[p.name]
         built = median(rebuilds.by_name[p.name])
+        if not decoded.events:  # a small run may write none of its topics
+            print(f"{p.name + ' topics':<24}{0:>8}   (none written: not measured)")
+            continue
         sums[0] += built.events
         sums[1] += built.seconds
         sums[2] += decoded.events
@@ -465,7 +449,7 @@ def main() -> None:
     cpus = f"{os.cpu_count()} (usable {len(os.sched_getaffinity(0))})"
     print(f"CPUs: {cpus}; batch {BATCH}; repeat {args.repeat}", flush=True)
     with ExitStack() as stack:
-        runtime_url, admin_url, postmaster = database(stack, args)
+        runtime_url, admin_url, postmaster = database(stack, args, "rebuild")
         prepare_database(admin_url, runtime_url, key)
         with psycopg.connect(admin_url) as conn:
             shown = [

@@ -26,7 +26,6 @@ import base64
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,8 @@ from uuid import uuid4
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from booking import embedded, gate  # noqa: E402
+from benchmarks._common import database  # noqa: E402
+from booking import gate  # noqa: E402
 from booking.appointments import ACTIVE, Appointment  # noqa: E402
 from booking.calls import Call  # noqa: E402
 from booking.claims import find_claim, find_codes  # noqa: E402
@@ -67,21 +67,6 @@ TOOL["replayed"] = False  # and patient_ref: whose hold or appointment, set per 
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def database(stack: ExitStack, args: argparse.Namespace) -> tuple[str, str]:
-    """(runtime URL, admin URL): the ones given, or an embedded server's, removed at the end."""
-    if args.database_url or args.admin_database_url:
-        if not (args.database_url and args.admin_database_url):
-            raise SystemExit("give both --database-url and --admin-database-url, or neither")
-        return str(args.database_url), str(args.admin_database_url)
-    home = Path(tempfile.mkdtemp(prefix="booking-replay-"))
-    print(f"starting embedded PostgreSQL in {home}", flush=True)
-    server = embedded.start(home, delete_on_stop=True)
-    stack.callback(print, "embedded PostgreSQL stopped", flush=True)  # callbacks run last first
-    stack.callback(shutil.rmtree, home, ignore_errors=True)
-    stack.callback(server.stop)
-    return embedded.ensure_roles_and_database(server)
 
 
 class Traffic:
@@ -307,7 +292,7 @@ def main() -> None:
     args = p.parse_args()
     key = base64.b64encode(os.urandom(32)).decode()
     with ExitStack() as stack:
-        runtime_url, admin_url = database(stack, args)
+        runtime_url, admin_url, _ = database(stack, args, "replay")
         prepare_database(admin_url, runtime_url, key)
         store = open_store(runtime_url, key)
         stack.callback(store.close)
