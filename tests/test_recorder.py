@@ -118,6 +118,27 @@ def test_any_store_setting_overridden_from_the_environment_is_refused(
         open_store(runtime_url, base64.b64encode(os.urandom(32)).decode())
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"), [("AGGREGATE_CACHE_FASTFORWARD", "n"), ("IS_SNAPSHOTTING_ENABLED", "y")]
+)
+def test_a_store_without_records_premises_is_refused(
+    database: tuple[str, str], monkeypatch: pytest.MonkeyPatch, setting: str, value: str
+) -> None:
+    """SchedulingApp.record stores events only and leaves the cache to ``remember``: whatever
+    the settings came to, open_store refuses snapshots and a cache that does not fast-forward."""
+    import booking.store
+
+    real = booking.store.store_env
+
+    def changed(*args: object, **kwargs: object) -> dict[str, str]:
+        return {**real(*args, **kwargs), setting: value}  # type: ignore[arg-type]
+
+    monkeypatch.setattr(booking.store, "store_env", changed)
+    runtime_url, _ = database
+    with pytest.raises(ValueError, match="snapshots or without a fast-forwarding cache"):
+        open_store(runtime_url, base64.b64encode(os.urandom(32)).decode())
+
+
 def test_record_stores_what_save_stores_and_checks_the_same(store: SchedulingApp) -> None:
     """The executor's ``record`` skips ``save``'s sorting of objects, nothing it stores."""
     days = [new_day(store) for _ in range(4)]
