@@ -185,7 +185,8 @@ BEGIN
     RETURN last_seq;
 END $$
 """
-APPEND = "SELECT public.booking_audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+APPEND_CALL = "public.booking_audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+APPEND = "SELECT " + APPEND_CALL
 
 
 def append_params(entry: dict[str, Any]) -> tuple[Any, ...]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.application import Application
 from eventsourcing.cryptography import AESCipher
 from eventsourcing.persistence import (
@@ -29,6 +31,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
+    PostgresDatastore,
     PostgresFactory,
 )
 from eventsourcing.utils import get_topic
@@ -37,7 +40,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 
 import booking.aggregates  # noqa: F401 - registers the stored topics before any read
-from booking.audit import APPEND
+from booking.audit import APPEND_CALL
 
 APP_NAME = "Scheduling"
 EVENTS_TABLE = "scheduling_events"
@@ -68,7 +71,7 @@ BEGIN
 END $$
 """
 # the arrays go as text literals: psycopg's list dumpers cost more than the whole statement
-REQUIRE_UNCHANGED = "SELECT public.booking_require_unchanged(%s::text::uuid[], %s::text::bigint[])"
+REQUIRE_UNCHANGED_CALL = "public.booking_require_unchanged(%s::text::uuid[], %s::text::bigint[])"
 
 
 def array_literal(values: Iterable[object]) -> str:
@@ -179,21 +182,28 @@ class CheckedRecorder(PostgresApplicationRecorder):
     ) -> None:
         self._lock_table(curs)
         unchanged: dict[UUID, int] | None = kwargs.get("unchanged")
-        if unchanged:
-            curs.execute(
-                REQUIRE_UNCHANGED,
-                (array_literal(unchanged), array_literal(unchanged.values())),
-                prepare=True,
-            )
         audit: tuple[Any, ...] | None = kwargs.get("audit")
+        # The check, the audit entry and NOTIFY go as one statement (each statement of the
+        # pipeline costs the saving thread a turn at the GIL), after the lock, before the INSERT.
+        calls: list[str] = []
+        params: list[Any] = []
+        if unchanged:
+            calls.append(REQUIRE_UNCHANGED_CALL)
+            params += (array_literal(unchanged), array_literal(unchanged.values()))
         if audit is not None:
             # The request's audit entry (booking.audit.CommandEntry), under the table lock: a
             # save holding its tenant's chain always holds the table, so the audit writer
             # (chain locks only, never the table) waits at most for one save's own work, never
             # for the queue of saves; a save waits at most for one writer transaction, which
             # runs on the server without a round trip. One chain per save: no wait in a circle.
-            curs.execute(APPEND, audit, prepare=True)
-        self._notify_channel(curs)
+            calls.append(APPEND_CALL)
+            params += audit
+        if calls:  # a moved stream fails the statement and the transaction: no entry stays
+            calls.append("pg_notify(%s, '')")  # what the library's NOTIFY sends
+            params.append(self.channel_name)
+            curs.execute("SELECT " + ", ".join(calls), params, prepare=True)
+        else:
+            self._notify_channel(curs)
         PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
 
 
@@ -315,6 +325,39 @@ class SchedulingApp(Application):  # type: ignore[type-arg]
         return int(row["notification_id"])
 
 
+class KeepPreparedDatastore(PostgresDatastore):
+    """The library's datastore, its read transactions ended by COMMIT instead of ROLLBACK.
+
+    psycopg forgets every statement a connection has prepared when it sees a ROLLBACK (one may
+    have been prepared inside the rolled-back transaction), and the next uses of each statement
+    are parsed and planned afresh until it is prepared again. The library ends every read with
+    ROLLBACK, so in a process that reads and saves on the same pooled connections, saves lost
+    their prepared INSERT, lock and check several times a second, with the table lock held while
+    the server planned them. A read transaction here is BEGIN READ ONLY … COMMIT: the same round
+    trips, nothing it could write, and the statements stay prepared. A failure still rolls back.
+    What a reader sets for its transaction (``set_config(..., true)``, advisory xact locks) ends at
+    COMMIT as it did at ROLLBACK; a session-level ``SET`` made inside one would now outlive it
+    (ROLLBACK undid it), and no reader makes one.
+    """
+
+    @contextmanager
+    def transaction(self, *, commit: bool = False) -> Iterator[Cursor[DictRow]]:
+        if commit:
+            with super().transaction(commit=True) as curs:
+                yield curs
+            return
+        with self.get_connection() as conn:
+            conn.execute("BEGIN READ ONLY")
+            try:
+                yield conn.cursor()
+            except BaseException:
+                if not conn.broken:  # else the pool discards it; the first error is the one
+                    with suppress(psycopg.Error):
+                        conn.rollback()
+                raise
+            conn.execute("COMMIT")
+
+
 class UrlFactory(PostgresFactory):
     """eventsourcing's PostgreSQL factory, its pool connecting with the whole database URL.
 
@@ -328,6 +371,8 @@ class UrlFactory(PostgresFactory):
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
+        assert type(self.datastore) is PostgresDatastore  # the library builds it; no hook
+        self.datastore.__class__ = KeepPreparedDatastore
         # the pool is not open yet: every connection it makes gets the URL
         self.datastore.pool.conninfo = self.env.get("POSTGRES_URL") or ""
 

@@ -208,13 +208,14 @@ class TokenStore:
         if hit is not None and now - hit[0] < CACHE_SECONDS:
             row = hit[1]
         else:
-            with self.datastore.transaction(commit=False) as curs:
-                curs.execute(
+            # one statement, no transaction around it: one round trip where BEGIN … END took three
+            with self.datastore.get_connection() as conn:
+                row = conn.execute(
                     "SELECT token_id, tenant_id, role, patient_ref, call_id, expires_at,"
                     " revoked_at FROM booking_tokens WHERE token_hash = %s",
                     (digest,),
-                )
-                row = curs.fetchone()
+                    prepare=True,
+                ).fetchone()
             if row is not None:
                 with self._lock:
                     if len(self._cache) > 10_000:

@@ -243,7 +243,9 @@ def test_a_tracking_row_only_moves_forward(
     for position in (log_end, log_end - 1):
         with pytest.raises(IntegrityError), datastore.transaction(commit=True) as curs:
             track(curs, PROJECTIONS, position)
-    with datastore.transaction(commit=False) as curs:  # rolled back
+    # a forward move, rolled back (the datastore's read transactions are READ ONLY)
+    with datastore.get_connection() as conn, conn.transaction(force_rollback=True):
+        curs = conn.cursor()
         track(curs, PROJECTIONS, log_end + 1)
         assert read_positions(curs, PROJECTIONS) == dict.fromkeys(reference, log_end + 1)
     assert worker.positions() == dict.fromkeys(reference, log_end)

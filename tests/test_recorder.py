@@ -8,11 +8,12 @@ import base64
 import os
 from collections.abc import Iterator
 
+import psycopg
 import pytest
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, InternalError
 
 from booking.schema import prepare_database
-from booking.store import SchedulingApp, open_store
+from booking.store import EVENTS_TABLE, SchedulingApp, open_store
 from tests.booking_helpers import book_nth, new_day
 
 
@@ -169,3 +170,62 @@ def test_record_stores_what_save_stores_and_checks_the_same(store: SchedulingApp
     with pytest.raises(IntegrityError, match="moved"):
         store.record([target], unchanged={days[0].id: 1})
     assert store.versions([days[2].id]).of(days[2].id) == 2
+
+
+def prepared_statements(store: SchedulingApp) -> list[str]:
+    """The statements the (only) pooled connection's server session holds prepared."""
+    with store.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute("SELECT statement FROM pg_prepared_statements").fetchall()
+    return [row["statement"] for row in rows]
+
+
+def test_a_read_transaction_leaves_the_connection_its_prepared_statements(
+    store: SchedulingApp,
+) -> None:
+    """psycopg forgets (DEALLOCATE ALL) what a connection prepared when it sees a ROLLBACK, and
+    the library ends every read transaction with one: each read on a pooled connection cost the
+    next saves there their prepared INSERT, planned again with the table lock held."""
+    day = store.repository.get(new_day(store).id)
+    for n in range(8):  # psycopg prepares a statement on its sixth use
+        book_nth(day, n + 1)
+        store.save(day)
+    assert any("INSERT INTO" in s for s in prepared_statements(store))
+    datastore = store.recorder.datastore  # type: ignore[attr-defined]
+    with datastore.transaction(commit=False) as curs:
+        curs.execute("SELECT count(*) AS n FROM booking_tokens")
+        assert curs.fetchone() is not None
+    assert any("INSERT INTO" in s for s in prepared_statements(store))
+
+
+def test_a_read_transaction_cannot_write_and_a_failed_one_rolls_back(store: SchedulingApp) -> None:
+    """Read transactions commit now, so they are READ ONLY: whatever a reader tried to write is
+    refused, never committed, and the connection serves the next save."""
+    datastore = store.recorder.datastore  # type: ignore[attr-defined]
+    with (
+        pytest.raises(InternalError, match="read-only transaction"),
+        datastore.transaction(commit=False) as curs,
+    ):
+        curs.execute("CREATE TEMP TABLE written_by_a_reader (x int)")
+    with datastore.transaction(commit=False) as curs:
+        curs.execute("SELECT to_regclass('pg_temp.written_by_a_reader') AS t")
+        assert curs.fetchone()["t"] is None
+    day = store.repository.get(new_day(store).id)
+    book_nth(day, 1)
+    store.save(day)
+    assert store.versions([day.id]).of(day.id) == 2
+
+
+def test_every_save_notifies_the_log_s_listeners(
+    store: SchedulingApp, database: tuple[str, str]
+) -> None:
+    """The projection worker and the relay wake on NOTIFY: sent by the library's statement for a
+    bare save, and folded into one statement with the unchanged check and the audit entry."""
+    still, moving = new_day(store), store.repository.get(new_day(store).id)
+    with psycopg.connect(database[0], autocommit=True) as listener:
+        listener.execute(f"LISTEN {EVENTS_TABLE}")
+        book_nth(moving, 1)
+        store.save(moving)  # no check: the library's NOTIFY
+        book_nth(moving, 2)
+        store.record([moving], unchanged={still.id: 1})  # the check, with NOTIFY folded in
+        got = [n.channel for n in listener.notifies(timeout=5, stop_after=2)]
+    assert got == [EVENTS_TABLE, EVENTS_TABLE]
