@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -358,6 +358,13 @@ class Clinic:
     calls: list[Call] = field(default_factory=list)
     _clients: list[httpx.Client] = field(default_factory=list)
     _tools: set[str] | None = None
+    # the clinic's date when the story begins: "in three days" names the same day all through
+    # it, even when the clinic's clock passes midnight in between (a call that waits six minutes
+    # from 23:55 in New York once looked for its ten o'clock a day later)
+    today: date = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.today = self.server.clock.now().astimezone(ZoneInfo(self.timezone)).date()
 
     @contextmanager
     def call(
@@ -414,10 +421,10 @@ class Clinic:
                 self.patients += (ref,)
 
     def day(self, days_ahead: int) -> dict[str, str]:
-        """Availability arguments for one whole local day, ``days_ahead`` days from today."""
+        """Availability arguments for one whole local day, ``days_ahead`` days from the story's
+        first day."""
         tz = ZoneInfo(self.timezone)
-        date = self.server.clock.now().astimezone(tz).date() + timedelta(days=days_ahead)
-        start = datetime.combine(date, time(0, 0), tz)
+        start = datetime.combine(self.today + timedelta(days=days_ahead), time(0, 0), tz)
         return {
             "type_id": self.type_id,
             "provider_id": self.provider_id,
@@ -441,8 +448,7 @@ class Clinic:
     def board(self, days_ahead: tuple[int, int], min_position: int) -> list[dict[str, Any]]:
         """The front desk's board (a read model) for those days, once it has applied
         ``min_position``."""
-        tz = ZoneInfo(self.timezone)
-        today = self.server.clock.now().astimezone(tz).date()
+        today = self.today
         with self.server.client() as client:
             answer = read_model(
                 client,
