@@ -26,7 +26,7 @@ from psycopg import errors
 
 from booking.audit import AuditLog
 from booking.practice import Tenant
-from booking.schema import prepare_database
+from booking.schema import FUNCTIONS, prepare_database
 from booking.store import EVENTS_TABLE, open_store
 from tests.support.pg15 import find_pg15_bin, start_pg15
 from tests.support.postgres import RUNTIME_ROLE, PgCluster, database_name
@@ -123,6 +123,28 @@ def test_the_runtime_role_can_append_read_and_lock(prepared: dict[str, Any]) -> 
         entries = conn.execute("SELECT count(*) FROM audit_log").fetchone()
     assert events == (1,), (prepared["server"], events)
     assert entries == (1,), (prepared["server"], entries)
+
+
+def test_the_save_functions_run_for_the_runtime_role_only(prepared: dict[str, Any]) -> None:
+    """The unchanged check and the audit append judge saves and write the audit chain.
+    PostgreSQL lets PUBLIC execute a new function; the schema takes that back and grants EXECUTE
+    to the runtime role alone, so a role with no grants of its own cannot call either."""
+    nobody = "booking_probe_" + uuid4().hex[:8]
+    with psycopg.connect(prepared["superuser_url"], autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {nobody} NOLOGIN")
+        try:
+            may = {
+                (role, function): conn.execute(
+                    "SELECT has_function_privilege(%s, %s, 'EXECUTE')", (role, function)
+                ).fetchone()
+                for role in (RUNTIME_ROLE, nobody)
+                for function in FUNCTIONS
+            }
+        finally:
+            conn.execute(f"DROP ROLE {nobody}")
+    for function in FUNCTIONS:
+        assert may[RUNTIME_ROLE, function] == (True,), (prepared["server"], function)
+        assert may[nobody, function] == (False,), (prepared["server"], function)
 
 
 @pytest.mark.parametrize("table", TABLES)
