@@ -330,14 +330,16 @@ class KeepPreparedDatastore(PostgresDatastore):
 
     psycopg forgets every statement a connection has prepared when it sees a ROLLBACK (one may
     have been prepared inside the rolled-back transaction), and the next uses of each statement
-    are parsed and planned afresh until it is prepared again. The library ends every read with
-    ROLLBACK, so in a process that reads and saves on the same pooled connections, saves lost
-    their prepared INSERT, lock and check several times a second, with the table lock held while
-    the server planned them. A read transaction here is BEGIN READ ONLY … COMMIT: the same round
-    trips, nothing it could write, and the statements stay prepared. A failure still rolls back.
-    What a reader sets for its transaction (``set_config(..., true)``, advisory xact locks) ends at
-    COMMIT as it did at ROLLBACK; a session-level ``SET`` made inside one would now outlive it
-    (ROLLBACK undid it), and no reader makes one.
+    are parsed and planned afresh until it is prepared again. The library's
+    ``transaction(commit=False)``, which this project's reads use (views, the audit log; token
+    lookups did), ends with ROLLBACK, so in a process that reads and saves on the same pooled
+    connections, saves lost their prepared INSERT, lock and check several times a second, with
+    the table lock held while the server planned them. A read transaction here is BEGIN READ
+    ONLY … COMMIT: the same round trips, nothing it could write, and the statements stay
+    prepared. A failure still rolls back. What a reader sets for its transaction
+    (``set_config(..., true)``, advisory xact locks) ends at COMMIT as it did at ROLLBACK; a
+    session-level ``SET`` made inside one would now outlive it (ROLLBACK undid it), and no
+    reader makes one.
     """
 
     @contextmanager

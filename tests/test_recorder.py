@@ -186,7 +186,7 @@ def test_a_read_transaction_leaves_the_connection_its_prepared_statements(
     the library ends every read transaction with one: each read on a pooled connection cost the
     next saves there their prepared INSERT, planned again with the table lock held."""
     day = store.repository.get(new_day(store).id)
-    for n in range(8):  # psycopg prepares a statement on its sixth use
+    for n in range(8):  # enough saves for the pipeline's statements to be prepared
         book_nth(day, n + 1)
         store.save(day)
     assert any("INSERT INTO" in s for s in prepared_statements(store))

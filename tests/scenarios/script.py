@@ -360,7 +360,7 @@ class Clinic:
     _tools: set[str] | None = None
     # the clinic's date when the story begins: "in three days" names the same day all through
     # it, even when the clinic's clock passes midnight in between (a call that waits six minutes
-    # from 23:55 in New York once looked for its ten o'clock a day later)
+    # from just before midnight in New York once looked for its ten o'clock a day later)
     today: date = field(init=False)
 
     def __post_init__(self) -> None:

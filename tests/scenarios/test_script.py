@@ -21,7 +21,7 @@ def test_a_story_s_days_stay_put_when_the_clinic_s_clock_passes_midnight() -> No
     late = datetime.combine(now.date(), time(23, 57), tz)
     if late <= now:
         late += timedelta(days=1)
-    clock.advance(seconds=(late - now).total_seconds())
+    clock.advance(seconds=late.timestamp() - clock.now().timestamp())  # across DST too
     server: Any = SimpleNamespace(clock=clock)  # Clinic.day reads the server's clock only
     clinic = Clinic(server, None, "dr-lopez", "checkup", "America/New_York", ())  # type: ignore[arg-type]
     before = clinic.day(3)
